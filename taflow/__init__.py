@@ -1,0 +1,1 @@
+"""TAflow: carries customs technical-assistance requests between ASEAN, ASEC and WCO ROCB A/P."""

@@ -1,0 +1,1 @@
+"""Schema, sessions and queries: the only package that speaks SQL."""

@@ -1,0 +1,217 @@
+"""SQLAlchemy models: the read model, the catalogue, credentials, submissions and the outbox.
+
+Every change to this file comes with an Alembic revision in `taflow/db/migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB, list[str]: ARRAY(String)}
+
+
+class OrganisationRow(Base):
+    """A member state's customs administration, ASEC, ROCB A/P or WCO."""
+
+    __tablename__ = "organisations"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    calendar: Mapped[str | None] = mapped_column(String(8))
+
+
+class ApiKeyRow(Base):
+    """An API credential: only the SHA-256 digest of the key is stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    role: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(120))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SubmissionRow(Base):
+    """The API's record of an accepted submission: id allocation and Idempotency-Key replay."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (UniqueConstraint("member_state", "idempotency_key", name="uq_submissions_idem"),)
+    request_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    member_state: Mapped[str] = mapped_column(String(2))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    body_digest: Mapped[str] = mapped_column(String(64))
+    submitted_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RequestRow(Base):
+    """Read model of one TA request, projected from its workflow (never written by the API)."""
+
+    __tablename__ = "requests"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    member_state: Mapped[str] = mapped_column(String(2), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    topics: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    modality: Mapped[str] = mapped_column(String(32))
+    desired_start: Mapped[date] = mapped_column(Date)
+    desired_end: Mapped[date] = mapped_column(Date)
+    beneficiaries: Mapped[list[str]] = mapped_column(ARRAY(String(2)))
+    stage: Mapped[str] = mapped_column(String(32), index=True)
+    sla_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duplicate_of: Mapped[str | None] = mapped_column(String(64))
+    client_reference: Mapped[str | None] = mapped_column(String(100))
+    waiting_on: Mapped[str | None] = mapped_column(String(32))
+    expert_id: Mapped[str | None] = mapped_column(String(64))
+    invitation_id: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    version: Mapped[int] = mapped_column(Integer)
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+Index("ix_requests_updated", RequestRow.updated_at.desc(), RequestRow.id.desc())
+Index("ix_requests_topics", RequestRow.topics, postgresql_using="gin")
+Index(
+    "ix_requests_title_trgm",
+    RequestRow.title,
+    postgresql_using="gin",
+    postgresql_ops={"title": "gin_trgm_ops"},
+)
+
+
+class RequestEventRow(Base):
+    """One audit event of a request, upserted on (request_id, seq) so a retried projection never doubles."""
+
+    __tablename__ = "request_events"
+    request_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(64))
+    actor_subject: Mapped[str] = mapped_column(String(120))
+    actor_organisation: Mapped[str] = mapped_column(String(16))
+    actor_role: Mapped[str] = mapped_column(String(32))
+    from_stage: Mapped[str | None] = mapped_column(String(32))
+    to_stage: Mapped[str | None] = mapped_column(String(32))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class ExpertRow(Base):
+    """A WCO-accredited expert (fictional names only in reference data)."""
+
+    __tablename__ = "experts"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    accreditation: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))
+    topics: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    languages: Mapped[list[str]] = mapped_column(ARRAY(String(8)))
+    home_administration: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(200))
+    unavailable: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    invitations_12m: Mapped[int] = mapped_column(Integer, default=0)
+
+
+Index("ix_experts_topics", ExpertRow.topics, postgresql_using="gin")
+
+
+class ProgrammeRow(Base):
+    """A WCO / ROCB A/P programme or a dialogue partner's fund that can pay for assistance."""
+
+    __tablename__ = "programmes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    provider: Mapped[str] = mapped_column(String(64))
+    funding_partner: Mapped[str | None] = mapped_column(String(64))
+    topics: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    beneficiaries: Mapped[list[str]] = mapped_column(ARRAY(String(8)))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class CatalogueActivityRow(Base):
+    """An activity already planned, running or done (ours or imported from IATI), for dedup."""
+
+    __tablename__ = "catalogue_activities"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    topics: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    beneficiaries: Mapped[list[str]] = mapped_column(ARRAY(String(8)))
+    start: Mapped[date | None] = mapped_column(Date)
+    end: Mapped[date | None] = mapped_column(Date)
+    modality: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str | None] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16), default="taflow")
+
+
+Index(
+    "ix_catalogue_title_trgm",
+    CatalogueActivityRow.title,
+    postgresql_using="gin",
+    postgresql_ops={"title": "gin_trgm_ops"},
+)
+
+
+class MeetingRow(Base):
+    """A CCWG (or other ASEAN customs body) meeting with its agenda cut-off."""
+
+    __tablename__ = "meetings"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[str] = mapped_column(String(16))
+    number: Mapped[int] = mapped_column(Integer)
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    place: Mapped[str] = mapped_column(String(200))
+    agenda_cutoff: Mapped[date] = mapped_column(Date, index=True)
+
+
+class InvitationTokenRow(Base):
+    """A single-use, expiring link token for an expert without an account (digest only)."""
+
+    __tablename__ = "invitation_tokens"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    invitation_id: Mapped[str] = mapped_column(String(80), unique=True)
+    request_id: Mapped[str] = mapped_column(String(32))
+    expert_id: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxRow(Base):
+    """A notification waiting for delivery; `dedup_key` makes writing it idempotent."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    request_id: Mapped[str] = mapped_column(String(32), index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    audience: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,1 @@
+"""Shared types and reference enums; importable from workflows (no I/O here)."""
