@@ -43,3 +43,16 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The configured URL, else the embedded server's URL that the dev stack wrote to `data_dir`."""
+    if settings.database_url:
+        return settings.database_url
+    path = settings.embedded_database_url_file
+    if path.exists():
+        return path.read_text().strip()
+    raise RuntimeError(
+        "No database: set TAFLOW_DATABASE_URL or start the dev stack (`make run`), "
+        f"which writes the embedded server's URL to {path}"
+    )

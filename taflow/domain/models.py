@@ -79,6 +79,8 @@ class NewRequest(BaseModel):
     draft: RequestDraft
     submitted_by: Actor
     submitted_at: datetime
+    invitation_response_days: int = 7
+    """Policy recorded at submission, so a later settings change never alters a running request."""
 
 
 class AsecDecision(Strict):
@@ -296,6 +298,7 @@ class RequestState(BaseModel):
     sla_due_at: datetime | None = None
     events: list[AuditEvent] = []
     version: int = 0
+    invitation_response_days: int = 7
 
 
 class DecisionResult(BaseModel):

@@ -85,7 +85,7 @@ def upgrade() -> None:
     sa.Column('dedup_key', sa.String(length=200), nullable=False),
     sa.Column('request_id', sa.String(length=32), nullable=False),
     sa.Column('event_type', sa.String(length=64), nullable=False),
-    sa.Column('audience', sa.ARRAY(sa.String(length=16)), nullable=False),
+    sa.Column('audience', sa.ARRAY(sa.String(length=80)), nullable=False),
     sa.Column('payload', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),

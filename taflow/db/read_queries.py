@@ -1,0 +1,226 @@
+"""Reads of the projected read model (`requests`, `request_events`) for lists, the inbox and GETs.
+
+Visibility is applied in SQL, so a member state never sees (or pages through) another state's
+requests, and an expert sees only what they were invited to.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taflow.db.models import CatalogueActivityRow, InvitationTokenRow, RequestEventRow, RequestRow, SubmissionRow
+from taflow.domain.enums import TERMINAL_STAGES, Role
+from taflow.domain.models import Actor
+
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 20
+TERMINAL_VALUES = [s.value for s in TERMINAL_STAGES]
+
+
+class InvalidCursor(ValueError):
+    """A cursor that this server did not issue (or that was tampered with)."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one caller may see: everything, one member state's requests, or one expert's."""
+
+    member_state: str | None = None
+    expert_id: str | None = None
+
+    @classmethod
+    def of(cls, actor: Actor) -> Scope:
+        if actor.role is Role.requester:
+            return cls(member_state=actor.organisation)
+        if actor.role is Role.expert:
+            return cls(expert_id=actor.subject)
+        return cls()
+
+    def allows(self, member_state: str, expert_id: str | None = None) -> bool:
+        if self.member_state is not None and member_state != self.member_state:
+            return False
+        return self.expert_id is None or expert_id == self.expert_id
+
+    def clause(self) -> ColumnElement[bool]:
+        clauses: list[ColumnElement[bool]] = []
+        if self.member_state is not None:
+            clauses.append(RequestRow.member_state == self.member_state)
+        if self.expert_id is not None:
+            clauses.append(RequestRow.expert_id == self.expert_id)
+        return and_(true(), *clauses)
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    stage: str | None = None
+    member_state: str | None = None
+    topic: str | None = None
+    q: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[RequestRow]
+    next_cursor: str | None
+
+
+def encode_cursor(updated_at: datetime, request_id: str) -> str:
+    raw = json.dumps([updated_at.isoformat(), request_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, request_id = json.loads(raw)
+        when = datetime.fromisoformat(at)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidCursor("cursor is not one this server issued") from exc
+    if not isinstance(request_id, str) or when.tzinfo is None:
+        raise InvalidCursor("cursor is not one this server issued")
+    return when, request_id
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def get_request(session: AsyncSession, request_id: str, scope: Scope) -> RequestRow | None:
+    """One request, or None if it does not exist *or the caller may not see it* (the API answers 404)."""
+    return (
+        await session.execute(select(RequestRow).where(RequestRow.id == request_id, scope.clause()))
+    ).scalar_one_or_none()
+
+
+async def get_timeline(session: AsyncSession, request_id: str) -> list[RequestEventRow]:
+    return list(
+        (
+            await session.execute(
+                select(RequestEventRow).where(RequestEventRow.request_id == request_id).order_by(RequestEventRow.seq)
+            )
+        ).scalars()
+    )
+
+
+async def list_requests(
+    session: AsyncSession,
+    scope: Scope,
+    filters: RequestFilter,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page:
+    """A page ordered by (updated_at, id) descending; the cursor is keyset, so pages never skip or repeat."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    query: Select[tuple[RequestRow]] = select(RequestRow).where(scope.clause())
+    if filters.stage:
+        query = query.where(RequestRow.stage == filters.stage)
+    if filters.member_state:
+        query = query.where(RequestRow.member_state == filters.member_state)
+    if filters.topic:
+        query = query.where(RequestRow.topics.contains([filters.topic]))
+    if filters.q:
+        query = query.where(RequestRow.title.ilike(_like(filters.q), escape="\\"))
+    if cursor:
+        at, last_id = decode_cursor(cursor)
+        query = query.where(tuple_(RequestRow.updated_at, RequestRow.id) < tuple_(at, last_id))
+    query = query.order_by(RequestRow.updated_at.desc(), RequestRow.id.desc()).limit(limit + 1)
+    rows = list((await session.execute(query)).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].updated_at, rows[-1].id)
+    return Page(rows, next_cursor)
+
+
+def inbox_clause(actor: Actor) -> ColumnElement[bool]:
+    """Which open requests wait on this caller: by role, narrowed to their organisation or subject."""
+    role = actor.role
+    if role in (Role.asec_reviewer, Role.asec_head):
+        return RequestRow.waiting_on == Role.asec_reviewer.value
+    if role is Role.rocb_officer:
+        return RequestRow.waiting_on == Role.rocb_officer.value
+    if role is Role.requester:
+        return and_(RequestRow.waiting_on == Role.requester.value, RequestRow.member_state == actor.organisation)
+    if role is Role.expert:
+        return and_(RequestRow.waiting_on == Role.expert.value, RequestRow.expert_id == actor.subject)
+    return false()
+
+
+async def inbox(session: AsyncSession, actor: Actor, *, limit: int = 50) -> list[RequestRow]:
+    """Tasks for the caller, most urgent first (SLA due date, then the oldest change)."""
+    query = (
+        select(RequestRow)
+        .where(inbox_clause(actor), RequestRow.stage.not_in(TERMINAL_VALUES))
+        .order_by(RequestRow.sla_due_at.asc().nulls_last(), RequestRow.updated_at.asc(), RequestRow.id)
+        .limit(max(1, min(limit, MAX_LIMIT)))
+    )
+    return list((await session.execute(query)).scalars())
+
+
+# ---------------------------------------------------------------------------- lookups for the API
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where a request is known: the read model, or only `submissions` (its projection lags)."""
+
+    request_id: str
+    member_state: str
+    expert_id: str | None
+    row: RequestRow | None
+
+
+async def locate(session: AsyncSession, request_id: str) -> Located | None:
+    row = await session.get(RequestRow, request_id)
+    if row is not None:
+        return Located(row.id, row.member_state, row.expert_id, row)
+    sub = await session.get(SubmissionRow, request_id)
+    if sub is not None:
+        return Located(sub.request_id, sub.member_state, None, None)
+    return None
+
+
+async def duplicate_target_exists(session: AsyncSession, target_id: str) -> bool:
+    """A request (projected or just submitted) or a catalogue activity with this id exists."""
+    query = select(
+        or_(
+            exists().where(RequestRow.id == target_id),
+            exists().where(SubmissionRow.request_id == target_id),
+            exists().where(CatalogueActivityRow.id == target_id),
+        )
+    )
+    return bool((await session.execute(query)).scalar())
+
+
+async def open_request(session: AsyncSession, request_id: str) -> RequestRow | None:
+    """An open (non-terminal) request in the read model, or None."""
+    return (
+        await session.execute(
+            select(RequestRow).where(RequestRow.id == request_id, RequestRow.stage.not_in(TERMINAL_VALUES))
+        )
+    ).scalar_one_or_none()
+
+
+async def invitation_expert(session: AsyncSession, invitation_id: str) -> str | None:
+    """The expert an invitation was sent to, from its link token or the read model."""
+    expert = (
+        await session.execute(
+            select(InvitationTokenRow.expert_id).where(InvitationTokenRow.invitation_id == invitation_id)
+        )
+    ).scalar_one_or_none()
+    if expert is not None:
+        return expert
+    return (
+        await session.execute(
+            select(RequestRow.expert_id).where(RequestRow.invitation_id == invitation_id).limit(1)
+        )
+    ).scalar_one_or_none()

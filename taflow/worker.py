@@ -1,0 +1,63 @@
+"""The worker process: runs TAflow's workflows and activities on the task queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from taflow.activities.dedup import DedupActivities
+from taflow.activities.matching import MatchingActivities
+from taflow.activities.notify import NotifyActivities
+from taflow.activities.projection import ProjectionActivities
+from taflow.db.session import make_engine, make_sessionmaker
+from taflow.settings import Settings, get_settings, resolve_database_url
+from taflow.temporal import connect
+from taflow.workflows.invitation import ExpertInvitationWorkflow
+from taflow.workflows.request import TARequestWorkflow
+
+WORKFLOWS = [TARequestWorkflow, ExpertInvitationWorkflow]
+log = structlog.get_logger()
+
+
+def build_worker(
+    client: Client, sessionmaker: async_sessionmaker[AsyncSession], task_queue: str, settings: Settings
+) -> Worker:
+    """A worker with every workflow and activity; tests build theirs the same way."""
+    projection = ProjectionActivities(sessionmaker)
+    dedup = DedupActivities(sessionmaker, window_days=settings.dedup_window_days)
+    matching = MatchingActivities(sessionmaker)
+    notify = NotifyActivities(sessionmaker, settings.public_base_url)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            projection.project_request,
+            dedup.check_duplicates,
+            matching.propose_match,
+            notify.issue_invitation_link,
+        ],
+    )
+
+
+async def run(settings: Settings) -> None:
+    engine = make_engine(resolve_database_url(settings))
+    client = await connect(settings)
+    worker = build_worker(client, make_sessionmaker(engine), settings.task_queue, settings)
+    log.info("worker started", task_queue=settings.task_queue)
+    try:
+        await worker.run()
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    asyncio.run(run(get_settings()))
+
+
+if __name__ == "__main__":
+    main()

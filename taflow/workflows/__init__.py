@@ -1,0 +1,1 @@
+"""Workflows decide; they never do I/O (see DESIGN section 6)."""

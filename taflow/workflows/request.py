@@ -1,0 +1,658 @@
+"""TARequestWorkflow: the single source of truth for one TA request's life.
+
+It decides, never does I/O: activities check duplicates, propose matches and project every
+transition into the read model. Decisions arrive as Updates (validated, so a wrong-stage decision
+never enters history) from the API, or as signals from the Temporal UI/CLI (a refused signal is
+recorded in the audit trail instead of acting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from datetime import datetime, time, timedelta, timezone
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from taflow.activities.dedup import DedupActivities
+    from taflow.activities.matching import MatchingActivities
+    from taflow.activities.projection import ProjectionActivities
+    from taflow.domain.enums import (
+        AsecVerdict,
+        DedupVerdict,
+        InvitationStatus,
+        Role,
+        RocbVerdict,
+        Stage,
+    )
+    from taflow.domain.models import (
+        SYSTEM_ACTOR,
+        Actor,
+        Amendment,
+        AsecDecision,
+        AuditEvent,
+        BeneficiaryAdded,
+        Cancellation,
+        Completion,
+        CompletionRecord,
+        DecisionResult,
+        DedupCheckInput,
+        InvitationInfo,
+        InvitationInput,
+        InvitationOutcome,
+        MatchInfo,
+        MatchInput,
+        NewRequest,
+        Projection,
+        RequestState,
+        Resumption,
+        RocbDecision,
+        Withdrawal,
+    )
+    from taflow.domain.search_attributes import TA_DUPLICATE, TA_MEMBER_STATE, TA_STAGE, TA_TOPICS
+    from taflow.temporal import invitation_workflow_id, workflow_id
+    from taflow.workflows.invitation import ExpertInvitationWorkflow
+
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["InvalidInput"],
+)
+
+ASEC_DECIDERS = frozenset({Role.asec_reviewer, Role.asec_head})
+COMPLETERS = frozenset({Role.rocb_officer, Role.asec_reviewer, Role.asec_head})
+RESUMERS = frozenset({Role.rocb_officer, Role.asec_reviewer, Role.asec_head})
+
+WAITING_DETAILS: dict[Stage, str] = {
+    Stage.asec_review: "Waiting for ASEC review (approve, reject, request changes, duplicate, consolidate)",
+    Stage.changes_requested: "Waiting for the requester's amendment",
+    Stage.rocb_matching: "Waiting for ROCB A/P to confirm or override the expert match",
+    Stage.on_hold: "On hold until the next donor round (ROCB A/P resumes it)",
+    Stage.expert_invitation: "Waiting for the invited expert's answer",
+    Stage.scheduled: "Expert confirmed; waiting for the meeting (or an early completion report)",
+    Stage.awaiting_report: "Waiting for the completion report",
+    Stage.dedup_check: "Checking for duplicate requests and catalogue activities",
+}
+
+
+def _refuse(kind: str, message: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+@workflow.defn
+class TARequestWorkflow:
+    @workflow.init
+    def __init__(self, request: NewRequest) -> None:
+        self._s = RequestState(
+            request_id=request.request_id,
+            member_state=request.member_state,
+            draft=request.draft,
+            beneficiaries=_beneficiaries(request.member_state, request.draft.beneficiaries),
+            spcd_priorities=list(request.draft.spcd_priorities),
+            submitted_by=request.submitted_by,
+            submitted_at=request.submitted_at,
+            updated_at=request.submitted_at,
+            invitation_response_days=request.invitation_response_days,
+        )
+        self._projected_version = -1
+        self._projected_seq = 0
+        self._closing = False
+        self._side_tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ run
+
+    @workflow.run
+    async def run(self, request: NewRequest) -> RequestState:
+        self._record(request.submitted_by, "submitted", to=Stage.submitted, comment=request.draft.title)
+        self._record(SYSTEM_ACTOR, "dedup_started", to=Stage.dedup_check)
+        pump = asyncio.create_task(self._projection_pump())
+        while not self._s.stage.is_terminal:
+            stage = self._s.stage
+            if stage is Stage.dedup_check:
+                await self._check_duplicates()
+            elif stage is Stage.rocb_matching and self._s.match is None:
+                await self._propose_match()
+            elif stage is Stage.expert_invitation:
+                await self._invite_experts()
+            elif stage is Stage.scheduled:
+                await self._await_meeting()
+            else:
+                await workflow.wait_condition(lambda: self._s.stage != stage or self._needs_proposal())
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await asyncio.gather(*self._side_tasks)
+        self._closing = True
+        await pump
+        return self._s
+
+    def _needs_proposal(self) -> bool:
+        return self._s.stage is Stage.rocb_matching and self._s.match is None
+
+    # ------------------------------------------------------------ queries
+
+    @workflow.query
+    def status(self) -> RequestState:
+        return self._s
+
+    # ------------------------------------------------------------ updates (API)
+
+    @workflow.update
+    async def review(self, decision: AsecDecision) -> DecisionResult:
+        self._check_review(decision)
+        self._apply_review(decision)
+        return await self._result()
+
+    @review.validator
+    def _validate_review(self, decision: AsecDecision) -> None:
+        self._check_review(decision)
+
+    @workflow.update
+    async def amendment(self, amendment: Amendment) -> DecisionResult:
+        self._check_amendment(amendment)
+        self._apply_amendment(amendment)
+        return await self._result()
+
+    @amendment.validator
+    def _validate_amendment(self, amendment: Amendment) -> None:
+        self._check_amendment(amendment)
+
+    @workflow.update
+    async def match(self, decision: RocbDecision) -> DecisionResult:
+        self._check_match(decision)
+        self._apply_match(decision)
+        return await self._result()
+
+    @match.validator
+    def _validate_match(self, decision: RocbDecision) -> None:
+        self._check_match(decision)
+
+    @workflow.update
+    async def resumption(self, resumption: Resumption) -> DecisionResult:
+        self._check_resumption(resumption)
+        self._apply_resumption(resumption)
+        return await self._result()
+
+    @resumption.validator
+    def _validate_resumption(self, resumption: Resumption) -> None:
+        self._check_resumption(resumption)
+
+    @workflow.update
+    async def completion(self, completion: Completion) -> DecisionResult:
+        self._check_completion(completion)
+        self._apply_completion(completion)
+        return await self._result()
+
+    @completion.validator
+    def _validate_completion(self, completion: Completion) -> None:
+        self._check_completion(completion)
+
+    @workflow.update
+    async def withdrawal(self, withdrawal: Withdrawal) -> DecisionResult:
+        self._check_withdrawal(withdrawal)
+        self._apply_withdrawal(withdrawal)
+        return await self._result()
+
+    @withdrawal.validator
+    def _validate_withdrawal(self, withdrawal: Withdrawal) -> None:
+        self._check_withdrawal(withdrawal)
+
+    @workflow.update
+    async def cancellation(self, cancellation: Cancellation) -> DecisionResult:
+        self._check_cancellation(cancellation)
+        self._apply_cancellation(cancellation)
+        return await self._result()
+
+    @cancellation.validator
+    def _validate_cancellation(self, cancellation: Cancellation) -> None:
+        self._check_cancellation(cancellation)
+
+    # ------------------------------------------------------------ signals (Temporal UI / CLI)
+
+    @workflow.signal(name="asec_review")
+    def asec_review_signal(self, decision: AsecDecision) -> None:
+        self._from_signal("asec_review", decision.actor, lambda: self._check_review(decision),
+                          lambda: self._apply_review(decision))
+
+    @workflow.signal(name="amend")
+    def amend_signal(self, amendment: Amendment) -> None:
+        self._from_signal("amend", amendment.actor, lambda: self._check_amendment(amendment),
+                          lambda: self._apply_amendment(amendment))
+
+    @workflow.signal(name="rocb_match")
+    def rocb_match_signal(self, decision: RocbDecision) -> None:
+        self._from_signal("rocb_match", decision.actor, lambda: self._check_match(decision),
+                          lambda: self._apply_match(decision))
+
+    @workflow.signal(name="resume")
+    def resume_signal(self, resumption: Resumption) -> None:
+        self._from_signal("resume", resumption.actor, lambda: self._check_resumption(resumption),
+                          lambda: self._apply_resumption(resumption))
+
+    @workflow.signal(name="complete")
+    def complete_signal(self, completion: Completion) -> None:
+        self._from_signal("complete", completion.actor, lambda: self._check_completion(completion),
+                          lambda: self._apply_completion(completion))
+
+    @workflow.signal(name="withdraw")
+    def withdraw_signal(self, withdrawal: Withdrawal) -> None:
+        self._from_signal("withdraw", withdrawal.actor, lambda: self._check_withdrawal(withdrawal),
+                          lambda: self._apply_withdrawal(withdrawal))
+
+    @workflow.signal(name="cancel")
+    def cancel_signal(self, cancellation: Cancellation) -> None:
+        self._from_signal("cancel", cancellation.actor, lambda: self._check_cancellation(cancellation),
+                          lambda: self._apply_cancellation(cancellation))
+
+    @workflow.signal(name="add_beneficiary")
+    def add_beneficiary(self, added: BeneficiaryAdded) -> None:
+        """A request consolidated into this one brings its member state along."""
+        if self._s.stage.is_terminal:
+            return
+        if added.member_state not in self._s.beneficiaries:
+            self._s.beneficiaries.append(added.member_state)
+        self._record(
+            added.actor or SYSTEM_ACTOR,
+            "beneficiary_added",
+            comment=f"{added.member_state.value} joins through consolidation of {added.from_request_id}",
+            data={"member_state": added.member_state.value, "from_request_id": added.from_request_id},
+        )
+
+    def _from_signal(
+        self, name: str, actor: Actor | None, check: Callable[[], None], apply: Callable[[], None]
+    ) -> None:
+        try:
+            if actor is None:
+                raise _refuse("Forbidden", "a decision signal must name its actor")
+            check()
+        except ApplicationError as refused:
+            self._record(
+                actor or SYSTEM_ACTOR,
+                "refused",
+                comment=str(refused.message),
+                data={"signal": name, "reason": refused.type or "Refused"},
+            )
+            return
+        apply()
+
+    # ------------------------------------------------------------ checks (shared by validators, handlers, signals)
+
+    def _expect(self, actor: Actor | None, stages: Iterable[Stage], roles: Iterable[Role]) -> Actor:
+        if actor is None:
+            raise _refuse("Forbidden", "the decision carries no actor")
+        if actor.role not in set(roles):
+            raise _refuse("Forbidden", f"role {actor.role.value} may not take this decision")
+        allowed = set(stages)
+        if self._s.stage not in allowed:
+            names = ", ".join(sorted(s.value for s in allowed))
+            raise _refuse("WrongStage", f"request is at {self._s.stage.value}, expected {names}")
+        return actor
+
+    def _own_requester(self, actor: Actor | None) -> None:
+        if actor is not None and actor.organisation != self._s.member_state.value:
+            raise _refuse("Forbidden", "only the requesting member state may do this")
+
+    def _check_review(self, d: AsecDecision) -> None:
+        self._expect(d.actor, [Stage.asec_review], ASEC_DECIDERS)
+        if d.decision is AsecVerdict.duplicate and d.duplicate_of == self._s.request_id:
+            raise _refuse("InvalidDecision", "a request cannot duplicate itself")
+        if d.decision is AsecVerdict.consolidate and d.consolidate_into == self._s.request_id:
+            raise _refuse("InvalidDecision", "a request cannot be consolidated into itself")
+
+    def _check_amendment(self, a: Amendment) -> None:
+        self._expect(a.actor, [Stage.changes_requested], [Role.requester])
+        self._own_requester(a.actor)
+
+    def _check_match(self, d: RocbDecision) -> None:
+        self._expect(d.actor, [Stage.rocb_matching], [Role.rocb_officer])
+        if d.decision is RocbVerdict.match and not self._invitees(d):
+            raise _refuse("InvalidDecision", "no expert to invite: name expert_ids or wait for a proposal")
+
+    def _check_resumption(self, r: Resumption) -> None:
+        self._expect(r.actor, [Stage.on_hold], RESUMERS)
+
+    def _check_completion(self, c: Completion) -> None:
+        self._expect(c.actor, [Stage.scheduled, Stage.awaiting_report], COMPLETERS)
+        if c.delivered_on < self._s.submitted_at.date():
+            raise _refuse("InvalidDecision", "delivered_on is before the request was submitted")
+
+    def _check_withdrawal(self, w: Withdrawal) -> None:
+        self._expect(w.actor, _open_stages(), [Role.requester])
+        self._own_requester(w.actor)
+
+    def _check_cancellation(self, c: Cancellation) -> None:
+        self._expect(c.actor, _open_stages(), ASEC_DECIDERS)
+
+    def _invitees(self, d: RocbDecision) -> list[str]:
+        if d.expert_ids:
+            return list(dict.fromkeys(d.expert_ids))
+        return [c.expert_id for c in self._s.match.candidates] if self._s.match else []
+
+    # ------------------------------------------------------------ transitions
+
+    def _apply_review(self, d: AsecDecision) -> None:
+        actor = d.actor or SYSTEM_ACTOR
+        if d.spcd_priorities:
+            self._s.spcd_priorities = list(d.spcd_priorities)
+        data: dict[str, Any] = {"decision": d.decision.value}
+        if d.decision is AsecVerdict.approve:
+            self._s.match = None
+            self._record(actor, "approved", to=Stage.rocb_matching, comment=d.comment, data=data)
+        elif d.decision is AsecVerdict.reject:
+            self._record(actor, "rejected", to=Stage.rejected, comment=d.comment, data=data)
+        elif d.decision is AsecVerdict.request_changes:
+            self._record(actor, "changes_requested", to=Stage.changes_requested, comment=d.comment, data=data)
+        elif d.decision is AsecVerdict.duplicate:
+            self._s.duplicate_of = d.duplicate_of
+            data["duplicate_of"] = d.duplicate_of
+            self._record(actor, "duplicate_confirmed", to=Stage.duplicate, comment=d.comment, data=data)
+        else:
+            self._s.consolidated_into = d.consolidate_into
+            data["consolidate_into"] = d.consolidate_into
+            self._record(actor, "consolidated", to=Stage.consolidated, comment=d.comment, data=data)
+            assert d.consolidate_into is not None
+            self._notify_survivor(d.consolidate_into, actor)
+
+    def _notify_survivor(self, survivor_id: str, actor: Actor) -> None:
+        """The surviving request gains this beneficiary by a signal to its workflow."""
+        added = BeneficiaryAdded(
+            from_request_id=self._s.request_id, member_state=self._s.member_state, actor=actor
+        )
+
+        async def send() -> None:
+            try:
+                handle = workflow.get_external_workflow_handle(workflow_id(survivor_id))
+                await handle.signal("add_beneficiary", added)
+            except Exception as failure:  # the survivor may have closed meanwhile: record, never fail
+                self._record(SYSTEM_ACTOR, "consolidation_signal_failed", comment=str(failure))
+
+        self._side_tasks.append(asyncio.create_task(send()))
+
+    def _apply_amendment(self, a: Amendment) -> None:
+        self._s.draft = a.draft
+        self._s.beneficiaries = _beneficiaries(self._s.member_state, a.draft.beneficiaries)
+        self._s.dedup = None
+        actor = a.actor or SYSTEM_ACTOR
+        self._record(actor, "amended", to=Stage.dedup_check, comment=a.comment, data={"title": a.draft.title})
+
+    def _apply_match(self, d: RocbDecision) -> None:
+        actor = d.actor or SYSTEM_ACTOR
+        if d.decision is RocbVerdict.no_match:
+            self._record(actor, "no_match", to=Stage.on_hold, comment=d.comment)
+            return
+        match = self._s.match or MatchInfo()
+        match.expert_ids = self._invitees(d)
+        match.programme_id = d.programme_id or match.proposed_programme_id
+        match.funding_partner = d.funding_partner or match.proposed_funding_partner
+        match.comment = d.comment
+        match.confirmed_by = actor
+        self._s.match = match
+        proposed = [c.expert_id for c in match.candidates]
+        override = bool(d.expert_ids) and match.expert_ids != proposed[: len(match.expert_ids)]
+        self._record(
+            actor,
+            "match_confirmed",
+            to=Stage.expert_invitation,
+            comment=d.comment,
+            data={"expert_ids": match.expert_ids, "override": override, "programme_id": match.programme_id},
+        )
+
+    def _apply_resumption(self, r: Resumption) -> None:
+        self._s.match = None
+        self._record(r.actor or SYSTEM_ACTOR, "resumed", to=Stage.rocb_matching, comment=r.comment)
+
+    def _apply_completion(self, c: Completion) -> None:
+        actor = c.actor or SYSTEM_ACTOR
+        self._s.completion = CompletionRecord(
+            report=c.report, delivered_on=c.delivered_on, recorded_by=actor, recorded_at=workflow.now()
+        )
+        self._record(
+            actor, "completed", to=Stage.completed, comment=c.report[:500],
+            data={"delivered_on": c.delivered_on.isoformat()},
+        )
+
+    def _apply_withdrawal(self, w: Withdrawal) -> None:
+        self._record(w.actor or SYSTEM_ACTOR, "withdrawn", to=Stage.withdrawn, comment=w.reason)
+
+    def _apply_cancellation(self, c: Cancellation) -> None:
+        self._record(c.actor or SYSTEM_ACTOR, "cancelled", to=Stage.cancelled, comment=c.reason)
+
+    def _record(
+        self,
+        actor: Actor,
+        kind: str,
+        *,
+        to: Stage | None = None,
+        comment: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an audit event (and move to `to`); every change of state goes through here."""
+        now = workflow.now()
+        seq = self._s.events[-1].seq + 1 if self._s.events else 1
+        from_stage = self._s.stage if to is not None else None
+        self._s.events.append(
+            AuditEvent(
+                seq=seq, at=now, actor=actor, kind=kind, from_stage=from_stage, to_stage=to,
+                comment=comment, data=data or {},
+            )
+        )
+        if to is not None:
+            self._s.stage = to
+        self._s.updated_at = now
+        self._s.version += 1
+        self._publish()
+
+    def _publish(self) -> None:
+        """Search attributes and current details, so ops can find and read the request in the UI."""
+        updates = [
+            TA_STAGE.value_set(self._s.stage.value),
+            TA_MEMBER_STATE.value_set(self._s.member_state.value),
+            TA_TOPICS.value_set([t.value for t in self._s.draft.topics]),
+        ]
+        duplicate = self._s.duplicate_of or self._suspected_duplicate()
+        updates.append(TA_DUPLICATE.value_set(duplicate) if duplicate else TA_DUPLICATE.value_unset())
+        workflow.upsert_search_attributes(updates)
+        workflow.set_current_details(self._details())
+
+    def _suspected_duplicate(self) -> str | None:
+        dedup = self._s.dedup
+        if dedup and dedup.verdict is DedupVerdict.duplicate_suspected and dedup.candidates:
+            return dedup.candidates[0].id
+        return None
+
+    def _details(self) -> str:
+        s = self._s
+        lines = [f"**{s.request_id}** ({s.member_state.value}): {s.draft.title}", f"Stage: {s.stage.value}"]
+        if s.stage in WAITING_DETAILS:
+            lines.append(WAITING_DETAILS[s.stage])
+        if s.dedup and s.dedup.candidates and s.stage is Stage.asec_review:
+            lines.append(f"Dedup verdict: {s.dedup.verdict.value}")
+            lines += [f"- {c.id} ({c.relation.value}, score {c.score:.2f})" for c in s.dedup.candidates[:3]]
+        if s.invitation and s.stage is Stage.expert_invitation:
+            lines.append(f"Invited {s.invitation.expert_id}; answer due {s.invitation.respond_by.isoformat()}")
+        return "\n".join(lines)
+
+    async def _result(self) -> DecisionResult:
+        """Answer once the read model shows the decision (read-your-writes for the caller)."""
+        version = self._s.version
+        await workflow.wait_condition(lambda: self._projected_version >= version)
+        return DecisionResult(request_id=self._s.request_id, stage=self._s.stage, version=version)
+
+    # ------------------------------------------------------------ projection
+
+    async def _projection_pump(self) -> None:
+        """Single writer of the read model: ordered, idempotent (events upsert on (request, seq))."""
+        while True:
+            await workflow.wait_condition(lambda: self._dirty() or self._closing)
+            if not self._dirty():
+                return
+            version = self._s.version
+            snapshot = self._s.model_copy(deep=True)
+            new_events = [e for e in snapshot.events if e.seq > self._projected_seq]
+            await workflow.execute_activity_method(
+                ProjectionActivities.project_request,
+                Projection(state=snapshot, new_events=new_events),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+            self._projected_version = version
+            self._projected_seq = new_events[-1].seq if new_events else self._projected_seq
+
+    def _dirty(self) -> bool:
+        return self._s.version != self._projected_version
+
+    # ------------------------------------------------------------ stage work
+
+    async def _check_duplicates(self) -> None:
+        version = self._s.version
+        result = await workflow.execute_activity_method(
+            DedupActivities.check_duplicates,
+            DedupCheckInput(
+                request_id=self._s.request_id,
+                member_state=self._s.member_state,
+                draft=self._s.draft,
+                submitted_at=self._s.submitted_at,
+                dismissed=list(self._s.dismissed_candidates),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        if self._s.stage is not Stage.dedup_check or self._s.version != version:
+            return  # withdrawn or cancelled meanwhile
+        self._s.dedup = result
+        self._record(
+            SYSTEM_ACTOR,
+            "dedup_checked",
+            to=Stage.asec_review,
+            comment=f"{result.verdict.value}: {len(result.candidates)} candidate(s)",
+            data={"verdict": result.verdict.value, "candidates": [c.id for c in result.candidates]},
+        )
+
+    async def _propose_match(self) -> None:
+        version = self._s.version
+        proposal = await workflow.execute_activity_method(
+            MatchingActivities.propose_match,
+            MatchInput(
+                request_id=self._s.request_id,
+                member_state=self._s.member_state,
+                draft=self._s.draft,
+                as_of=workflow.now(),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        if self._s.stage is not Stage.rocb_matching or self._s.version != version:
+            return
+        self._s.match = MatchInfo(
+            candidates=proposal.candidates,
+            proposed_programme_id=proposal.programme_id,
+            proposed_funding_partner=proposal.funding_partner,
+            meeting=proposal.meeting,
+        )
+        self._record(
+            SYSTEM_ACTOR,
+            "match_proposed",
+            comment=f"{len(proposal.candidates)} expert(s) proposed",
+            data={"experts": [c.expert_id for c in proposal.candidates], "meeting": proposal.meeting.id
+                  if proposal.meeting else None},
+        )
+
+    async def _invite_experts(self) -> None:
+        """One child workflow per expert, in ranked order, until one accepts."""
+        match = self._s.match
+        assert match is not None
+        asked = {i.expert_id for i in self._s.invitations if i.status is not InvitationStatus.cancelled}
+        for expert_id in [e for e in match.expert_ids if e not in asked]:
+            outcome = await self._invite(expert_id)
+            if outcome is None:
+                return  # the request left expert_invitation (withdrawn, cancelled)
+            if outcome.status is InvitationStatus.accepted:
+                self._record(
+                    outcome.responded_by or SYSTEM_ACTOR, "expert_accepted", to=Stage.scheduled,
+                    comment=outcome.comment, data={"expert_id": expert_id},
+                )
+                return
+        match.expert_ids = []
+        self._s.match = None
+        self._record(
+            SYSTEM_ACTOR, "no_expert_left", to=Stage.rocb_matching,
+            comment="every invited expert declined or did not answer in time",
+        )
+
+    async def _invite(self, expert_id: str) -> InvitationOutcome | None:
+        match = self._s.match
+        assert match is not None
+        invitation_id = f"{self._s.request_id}-{len(self._s.invitations) + 1}"
+        respond_by = workflow.now() + timedelta(days=self._s.invitation_response_days)
+        info = InvitationInfo(
+            id=invitation_id, expert_id=expert_id, meeting=match.meeting,
+            status=InvitationStatus.pending, respond_by=respond_by,
+        )
+        self._s.invitation = info
+        self._s.invitations.append(info)
+        self._record(
+            SYSTEM_ACTOR, "invitation_sent", comment=f"{expert_id} invited",
+            data={"invitation_id": invitation_id, "expert_id": expert_id,
+                  "respond_by": respond_by.isoformat()},
+        )
+        child = await workflow.start_child_workflow(
+            ExpertInvitationWorkflow.run,
+            InvitationInput(
+                invitation_id=invitation_id, request_id=self._s.request_id,
+                member_state=self._s.member_state, title=self._s.draft.title, expert_id=expert_id,
+                meeting=match.meeting, respond_by=respond_by,
+            ),
+            id=invitation_workflow_id(invitation_id),
+            static_summary=f"Invitation {invitation_id}: {expert_id} for {self._s.request_id}",
+        )
+        left = asyncio.create_task(workflow.wait_condition(lambda: self._s.stage is not Stage.expert_invitation))
+        await workflow.wait([child, left], return_when=asyncio.FIRST_COMPLETED)
+        if not child.done():
+            child.cancel()
+            info.status = InvitationStatus.cancelled
+            self._touch()
+            return None
+        left.cancel()
+        outcome = child.result()
+        info.status = outcome.status
+        info.responded_at = outcome.responded_at
+        info.comment = outcome.comment
+        if outcome.status is not InvitationStatus.accepted:
+            self._record(
+                outcome.responded_by or SYSTEM_ACTOR, f"invitation_{outcome.status.value}",
+                comment=outcome.comment, data={"invitation_id": invitation_id, "expert_id": expert_id},
+            )
+        return outcome
+
+    def _touch(self) -> None:
+        self._s.version += 1
+        self._s.updated_at = workflow.now()
+
+    async def _await_meeting(self) -> None:
+        """`scheduled` until the meeting has been held, then `awaiting_report`."""
+        meeting = self._s.match.meeting if self._s.match else None
+        if meeting is None:
+            await workflow.wait_condition(lambda: self._s.stage is not Stage.scheduled)
+            return
+        held = datetime.combine(meeting.ends_on + timedelta(days=1), time.min, tzinfo=timezone.utc)
+        wait = held - workflow.now()
+        try:
+            await workflow.wait_condition(
+                lambda: self._s.stage is not Stage.scheduled, timeout=max(wait, timedelta(seconds=1))
+            )
+        except asyncio.TimeoutError:
+            self._record(
+                SYSTEM_ACTOR, "meeting_held", to=Stage.awaiting_report,
+                comment=f"{meeting.body} {meeting.number} ended {meeting.ends_on.isoformat()}",
+            )
+
+
+def _open_stages() -> list[Stage]:
+    return [s for s in Stage if not s.is_terminal]
+
+
+def _beneficiaries(member_state: Any, extra: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys([member_state, *extra]))

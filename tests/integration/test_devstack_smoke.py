@@ -1,0 +1,78 @@
+"""The dev stack's real moving parts: the Temporal dev server from the wheel (twice on one SQLite
+file), and process-group clean-up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from temporalio.client import Client
+
+from taflow.devstack import (
+    ensure_search_attributes,
+    list_search_attributes,
+    port_accepts,
+    spawn,
+    start_temporal_dev_server,
+    stop_process,
+    temporal_db_file,
+    wanted_search_attributes,
+)
+from taflow.settings import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _registered(address: str, namespace: str) -> dict[str, int]:
+    client = await Client.connect(address, namespace=namespace)
+    return {k: int(v) for k, v in (await list_search_attributes(client, namespace)).items()}
+
+
+def test_dev_server_registers_search_attributes_and_reuses_its_sqlite_file(tmp_path: Path) -> None:
+    started = time.monotonic()
+    settings = Settings(data_dir=tmp_path, temporal_port=_free_port(), temporal_ui_port=_free_port())
+    address = f"localhost:{settings.temporal_port}"
+    wanted = {k: int(v) for k, v in wanted_search_attributes().items()}
+
+    for run in (1, 2):
+        proc = start_temporal_dev_server(settings)
+        try:
+            assert port_accepts("localhost", settings.temporal_ui_port, timeout=2) or run == 2
+            assert asyncio.run(ensure_search_attributes(address, settings.temporal_namespace)) == []
+            registered = asyncio.run(_registered(address, settings.temporal_namespace))
+            assert wanted.items() <= registered.items()
+        finally:
+            stop_process(proc)
+        assert proc.returncode is not None
+        assert not port_accepts("localhost", settings.temporal_port)
+        assert temporal_db_file(settings).exists(), f"run {run} left no SQLite file"
+
+    assert time.monotonic() - started < 30
+
+
+def test_stop_process_takes_the_whole_process_group_down(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild"
+    # The leader ignores SIGTERM and has a grandchild: both must be gone after stop_process.
+    script = f"trap '' TERM; sleep 60 & echo $! > {pid_file}; wait"
+    proc = spawn(["sh", "-c", script])
+    deadline = time.monotonic() + 5
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text())
+    assert os.getpgid(grandchild) == proc.pid
+
+    stop_process(proc, timeout=0.5)
+
+    assert proc.returncode is not None
+    time.sleep(0.1)
+    ps = subprocess.run(["ps", "-o", "stat=", "-p", str(grandchild)], capture_output=True, text=True)
+    assert ps.stdout.strip() in ("", "Z"), "the grandchild survived"

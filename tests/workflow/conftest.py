@@ -1,0 +1,89 @@
+"""Workflow-test helpers: a worker on a fresh task queue against real PostgreSQL, plus a small roster."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.worker import Worker
+
+from taflow.db.models import ExpertRow, MeetingRow
+from taflow.domain.enums import Role
+from taflow.domain.models import Actor, NewRequest, RequestDraft, RequestState
+from taflow.settings import Settings
+from taflow.temporal import workflow_id
+from taflow.worker import build_worker
+from taflow.workflows.request import TARequestWorkflow
+
+ROSTER = [
+    {"id": "WT-EXP-1", "name": "Ana Lestari", "accreditation": "WCO accredited", "category": "technical and operational advisor",
+     "topics": ["risk-management", "data-analytics"], "languages": ["en"], "home_administration": "ID", "invitations_12m": 0},
+    {"id": "WT-EXP-2", "name": "Kenji Morita", "accreditation": "WCO accredited", "category": "diagnostic facilitator",
+     "topics": ["risk-management"], "languages": ["en", "ja"], "home_administration": "JP", "invitations_12m": 1},
+    {"id": "WT-EXP-3", "name": "Claire Dubois", "accreditation": "WCO accredited", "category": "expert trainer",
+     "topics": ["risk-management", "post-clearance-audit"], "languages": ["en", "fr"], "home_administration": "FR",
+     "invitations_12m": 3},
+]
+MEETING = {"id": "WT-CCWG-90", "body": "CCWG", "number": 90, "starts_on": date(2030, 3, 10),
+           "ends_on": date(2030, 3, 12), "place": "Jakarta", "agenda_cutoff": date(2030, 2, 1)}
+
+REQUESTER_KH = Actor(subject="kh-system", organisation="KH", role=Role.requester)
+REVIEWER = Actor(subject="asec-reviewer-1", organisation="ASEC", role=Role.asec_reviewer)
+ROCB = Actor(subject="rocb-officer-1", organisation="ROCB-AP", role=Role.rocb_officer)
+
+
+def draft(**over: Any) -> RequestDraft:
+    base: dict[str, Any] = {
+        "title": "Diagnostic mission on compliance risk management",
+        "description": "Assess our risk management framework and recommend a national risk committee.",
+        "topics": ["risk-management"],
+        "modality": "diagnostic_mission",
+        "desired_start": "2030-04-01",
+        "desired_end": "2030-05-30",
+    }
+    return RequestDraft.model_validate(base | over)
+
+
+@pytest.fixture(scope="session")
+async def roster(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with sessionmaker.begin() as s:
+        await s.execute(insert(ExpertRow).values([e | {"unavailable": {}} for e in ROSTER]).on_conflict_do_nothing())
+        await s.execute(insert(MeetingRow).values(MEETING).on_conflict_do_nothing())
+
+
+@pytest.fixture
+async def worker(
+    temporal_client: Client, sessionmaker: async_sessionmaker[AsyncSession], task_queue: str, roster: None
+) -> AsyncIterator[Worker]:
+    w = build_worker(temporal_client, sessionmaker, task_queue, Settings())
+    async with w:
+        yield w
+
+
+Starter = Callable[..., Any]
+
+
+@pytest.fixture
+def start_request(temporal_client: Client, task_queue: str) -> Starter:
+    counter = iter(range(1, 10_000))
+
+    async def start(member_state: str = "KH", **over: Any) -> WorkflowHandle[TARequestWorkflow, RequestState]:
+        rid = f"WT-{task_queue[-6:]}-{next(counter)}"
+        request = NewRequest(
+            request_id=rid, member_state=member_state, draft=draft(**over),
+            submitted_by=Actor(subject=f"{member_state.lower()}-system", organisation=member_state,
+                               role=Role.requester),
+            submitted_at=datetime.now(UTC),
+        )
+        return await temporal_client.start_workflow(
+            TARequestWorkflow.run, request, id=workflow_id(rid), task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+
+    return start
