@@ -20,6 +20,7 @@ from taflow.devstack import (
     start_temporal_dev_server,
     stop_process,
     temporal_db_file,
+    wait_for_port,
     wanted_search_attributes,
 )
 from taflow.settings import Settings
@@ -45,7 +46,7 @@ def test_dev_server_registers_search_attributes_and_reuses_its_sqlite_file(tmp_p
     for run in (1, 2):
         proc = start_temporal_dev_server(settings)
         try:
-            assert port_accepts("localhost", settings.temporal_ui_port, timeout=2) or run == 2
+            wait_for_port("localhost", settings.temporal_ui_port, timeout=10, proc=proc, name="Web UI")
             assert asyncio.run(ensure_search_attributes(address, settings.temporal_namespace)) == []
             registered = asyncio.run(_registered(address, settings.temporal_namespace))
             assert wanted.items() <= registered.items()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,3 +89,20 @@ def start_request(temporal_client: Client, task_queue: str) -> Starter:
         )
 
     return start
+
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+
+
+@pytest.fixture
+def record_history() -> Callable[[WorkflowHandle[Any, Any], str], Any]:
+    """Writes a workflow's history to tests/histories/ when TAFLOW_RECORD_HISTORIES=1 (for replay tests)."""
+
+    async def record(handle: WorkflowHandle[Any, Any], name: str) -> None:
+        if os.environ.get("TAFLOW_RECORD_HISTORIES") != "1":
+            return
+        history = await handle.fetch_history()
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+    return record

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
@@ -12,7 +12,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
 
 from taflow.db.models import RequestEventRow, RequestRow
 from taflow.domain.enums import InvitationStatus, Stage
@@ -32,6 +31,7 @@ from taflow.workflows.request import TARequestWorkflow
 from tests.workflow.conftest import REVIEWER, ROCB, draft
 
 Handle = WorkflowHandle[TARequestWorkflow, RequestState]
+Recorder = Callable[[WorkflowHandle[Any, Any], str], Awaitable[None]]
 pytestmark = pytest.mark.usefixtures("worker")
 
 
@@ -59,7 +59,10 @@ async def approve(handle: Handle) -> None:
 
 
 async def test_approve_match_decline_next_accept_complete(
-    start_request: Callable[..., Any], temporal_client: Client, sessionmaker: async_sessionmaker[AsyncSession]
+    start_request: Callable[..., Any],
+    temporal_client: Client,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    record_history: Recorder,
 ) -> None:
     handle = await start_request()
     await approve(handle)
@@ -106,18 +109,22 @@ async def test_approve_match_decline_next_accept_complete(
                                   .order_by(RequestEventRow.seq))).scalars().all()
     assert row is not None and row.stage == "completed"
     assert [e.kind for e in events] == kinds
+    await record_history(handle, "request-decline-next-accept-complete")
+    await record_history(inv, "invitation-declined")
+    await record_history(inv2, "invitation-accepted")
 
 
-async def test_reject(start_request: Callable[..., Any]) -> None:
+async def test_reject(start_request: Callable[..., Any], record_history: Recorder) -> None:
     handle = await start_request()
     await until_stage(handle, Stage.asec_review)
     r = await handle.execute_update(TARequestWorkflow.review,
                                     AsecDecision(decision="reject", comment="out of scope", actor=REVIEWER))
     assert r.stage is Stage.rejected
     assert (await handle.result()).stage is Stage.rejected
+    await record_history(handle, "request-rejected")
 
 
-async def test_request_changes_then_amend_reruns_dedup(start_request: Callable[..., Any]) -> None:
+async def test_request_changes_then_amend_reruns_dedup(start_request: Callable[..., Any], record_history: Recorder) -> None:
     handle = await start_request()
     await until_stage(handle, Stage.asec_review)
     await handle.execute_update(TARequestWorkflow.review, AsecDecision(decision="request_changes",
@@ -129,6 +136,7 @@ async def test_request_changes_then_amend_reruns_dedup(start_request: Callable[.
     state = await until_stage(handle, Stage.asec_review)
     assert state.draft.title == amended.title
     assert [e.kind for e in state.events].count("dedup_checked") == 2
+    await record_history(handle, "request-changes-amended")
 
 
 async def test_wrong_stage_and_wrong_role_are_rejected_before_history(start_request: Callable[..., Any]) -> None:
@@ -144,7 +152,7 @@ async def test_wrong_stage_and_wrong_role_are_rejected_before_history(start_requ
     assert state.stage is Stage.asec_review
 
 
-async def test_duplicate_confirmed(start_request: Callable[..., Any]) -> None:
+async def test_duplicate_confirmed(start_request: Callable[..., Any], record_history: Recorder) -> None:
     first = await start_request()
     await until_stage(first, Stage.asec_review)
     second = await start_request()
@@ -155,9 +163,10 @@ async def test_duplicate_confirmed(start_request: Callable[..., Any]) -> None:
         decision="duplicate", duplicate_of=first.id.removeprefix("ta-request-"), actor=REVIEWER))
     assert r.stage is Stage.duplicate
     assert (await second.result()).duplicate_of == first.id.removeprefix("ta-request-")
+    await record_history(second, "request-duplicate")
 
 
-async def test_consolidate_adds_beneficiary_to_survivor(start_request: Callable[..., Any]) -> None:
+async def test_consolidate_adds_beneficiary_to_survivor(start_request: Callable[..., Any], record_history: Recorder) -> None:
     survivor = await start_request("KH")
     await until_stage(survivor, Stage.asec_review)
     other = await start_request("LA")
@@ -177,9 +186,11 @@ async def test_consolidate_adds_beneficiary_to_survivor(start_request: Callable[
     s = await asyncio.wait_for(joined(), 10)
     assert s.events[-1].kind == "beneficiary_added"
     assert (await other.result()).consolidated_into == survivor_id
+    await record_history(other, "request-consolidated")
+    await record_history(survivor, "request-consolidation-survivor")
 
 
-async def test_withdraw_and_cancel(start_request: Callable[..., Any]) -> None:
+async def test_withdraw_and_cancel(start_request: Callable[..., Any], record_history: Recorder) -> None:
     a = await start_request()
     state = await until_stage(a, Stage.asec_review)
     r = await a.execute_update(TARequestWorkflow.withdrawal, Withdrawal(reason="funded", actor=requester(state)))
@@ -188,9 +199,11 @@ async def test_withdraw_and_cancel(start_request: Callable[..., Any]) -> None:
     await approve(b)
     r = await b.execute_update(TARequestWorkflow.cancellation, Cancellation(reason="ASEC cancels", actor=REVIEWER))
     assert r.stage is Stage.cancelled
+    await record_history(a, "request-withdrawn")
+    await record_history(b, "request-cancelled")
 
 
-async def test_signal_without_allowed_actor_is_recorded_not_applied(start_request: Callable[..., Any]) -> None:
+async def test_signal_without_allowed_actor_is_recorded_not_applied(start_request: Callable[..., Any], record_history: Recorder) -> None:
     handle = await start_request()
     await until_stage(handle, Stage.asec_review)
     await handle.signal(TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=ROCB))
@@ -198,9 +211,10 @@ async def test_signal_without_allowed_actor_is_recorded_not_applied(start_reques
     state = await until_stage(handle, Stage.rocb_matching)
     refused = [e for e in state.events if e.kind == "refused"]
     assert len(refused) == 1 and refused[0].actor.role == "rocb_officer"
+    await record_history(handle, "request-signal-refused")
 
 
-async def test_no_match_hold_and_resume(start_request: Callable[..., Any], worker: Worker) -> None:
+async def test_no_match_hold_and_resume(start_request: Callable[..., Any], record_history: Recorder) -> None:
     handle = await start_request()
     await approve(handle)
     await until_stage(handle, Stage.rocb_matching)
@@ -210,3 +224,4 @@ async def test_no_match_hold_and_resume(start_request: Callable[..., Any], worke
     await handle.signal("resume", {"comment": "donor round opened", "actor": ROCB.model_dump()})
     state = await until_stage(handle, Stage.rocb_matching)
     assert [e.kind for e in state.events][-1] in ("resumed", "match_proposed")
+    await record_history(handle, "request-hold-resume")
