@@ -21,6 +21,4 @@ def invitation_workflow_id(invitation_id: str) -> str:
 
 async def connect(settings: Settings) -> Client:
     address = settings.temporal_address or f"localhost:{settings.temporal_port}"
-    return await Client.connect(
-        address, namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER
-    )
+    return await Client.connect(address, namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER)

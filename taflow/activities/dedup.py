@@ -58,7 +58,9 @@ def score(c: CandidateRow, inp: DedupCheckInput) -> DuplicateCandidate:
 def verdict(candidates: list[DuplicateCandidate]) -> DedupVerdict:
     if any(c.relation is DedupVerdict.duplicate_suspected and c.score >= SUSPECT_AT for c in candidates):
         return DedupVerdict.duplicate_suspected
-    if any(c.relation is DedupVerdict.consolidation_suggested and c.score >= CONSOLIDATE_AT for c in candidates):
+    if any(
+        c.relation is DedupVerdict.consolidation_suggested and c.score >= CONSOLIDATE_AT for c in candidates
+    ):
         return DedupVerdict.consolidation_suggested
     return DedupVerdict.clear
 
@@ -74,13 +76,24 @@ class DedupActivities:
         topics = [t.value for t in d.topics]
         async with self._sessions() as session:
             rows = await request_candidates(
-                session, request_id=inp.request_id, member_state=inp.member_state.value, title=d.title,
-                topics=topics, desired_start=d.desired_start, desired_end=d.desired_end,
-                submitted_at=inp.submitted_at, window_days=self._window_days,
+                session,
+                request_id=inp.request_id,
+                member_state=inp.member_state.value,
+                title=d.title,
+                topics=topics,
+                desired_start=d.desired_start,
+                desired_end=d.desired_end,
+                submitted_at=inp.submitted_at,
+                window_days=self._window_days,
             )
             rows += await activity_candidates(
-                session, member_state=inp.member_state.value, title=d.title, topics=topics,
-                desired_start=d.desired_start, desired_end=d.desired_end, submitted_on=inp.submitted_at.date(),
+                session,
+                member_state=inp.member_state.value,
+                title=d.title,
+                topics=topics,
+                desired_start=d.desired_start,
+                desired_end=d.desired_end,
+                submitted_on=inp.submitted_at.date(),
             )
         scored = [score(r, inp) for r in rows]
         kept = sorted(

@@ -10,7 +10,9 @@ from taflow.db.roster import experts_for_topics, next_meeting, programmes_for
 from taflow.domain.models import MatchCandidate, MatchInput, MatchProposal, Meeting
 
 
-def rank_experts(experts: list[ExpertRow], topics: set[str], member_state: str, limit: int) -> list[MatchCandidate]:
+def rank_experts(
+    experts: list[ExpertRow], topics: set[str], member_state: str, limit: int
+) -> list[MatchCandidate]:
     """Topic fit first, then lighter load (invitations in the last 12 months) so work spreads."""
     ranked: list[MatchCandidate] = []
     for e in experts:
@@ -40,8 +42,13 @@ def meeting_of(row: MeetingRow | None) -> Meeting | None:
     if row is None:
         return None
     return Meeting(
-        id=row.id, body=row.body, number=row.number, starts_on=row.starts_on, ends_on=row.ends_on,
-        place=row.place, agenda_cutoff=row.agenda_cutoff,
+        id=row.id,
+        body=row.body,
+        number=row.number,
+        starts_on=row.starts_on,
+        ends_on=row.ends_on,
+        place=row.place,
+        agenda_cutoff=row.agenda_cutoff,
     )
 
 

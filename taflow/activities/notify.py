@@ -24,8 +24,11 @@ class NotifyActivities:
         """
         async with self._sessions.begin() as session:
             token = await issue_token(
-                session, invitation_id=req.invitation_id, request_id=req.request_id,
-                expert_id=req.expert_id, expires_at=req.respond_by,
+                session,
+                invitation_id=req.invitation_id,
+                request_id=req.request_id,
+                expert_id=req.expert_id,
+                expires_at=req.respond_by,
             )
             if token is None:
                 return

@@ -15,7 +15,7 @@ ROCB_STAGES = frozenset(
 
 
 def audience(state: RequestState, event: AuditEvent) -> list[str]:
-    """Who hears of an event: the requesting state (and consolidated beneficiaries), ASEC, ROCB when involved."""
+    """Who hears of an event: the beneficiaries, ASEC, and ROCB A/P once it is involved."""
     orgs = [b.value for b in state.beneficiaries] + ["ASEC"]
     touches_rocb = (event.to_stage in ROCB_STAGES) or (event.from_stage in ROCB_STAGES)
     if touches_rocb or state.stage in ROCB_STAGES:

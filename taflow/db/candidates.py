@@ -75,10 +75,21 @@ async def request_candidates(
     rows = (await session.execute(stmt)).all()
     return [
         CandidateRow(
-            kind="request", id=r.id, title=r.title, description=r.description, topics=list(r.topics),
-            member_state=r.member_state, provider=None, beneficiaries=list(r.beneficiaries),
-            start=r.desired_start, end=r.desired_end, modality=r.modality, stage=r.stage,
-            submitted_at=r.submitted_at, duplicate_of=r.duplicate_of, title_similarity=float(s),
+            kind="request",
+            id=r.id,
+            title=r.title,
+            description=r.description,
+            topics=list(r.topics),
+            member_state=r.member_state,
+            provider=None,
+            beneficiaries=list(r.beneficiaries),
+            start=r.desired_start,
+            end=r.desired_end,
+            modality=r.modality,
+            stage=r.stage,
+            submitted_at=r.submitted_at,
+            duplicate_of=r.duplicate_of,
+            title_similarity=float(s),
         )
         for r, s in rows
     ]
@@ -95,7 +106,7 @@ async def activity_candidates(
     submitted_on: date,
     limit: int = 100,
 ) -> list[CandidateRow]:
-    """Catalogue activities for this member state overlapping the desired period, not ended before submission."""
+    """Activities covering this member state, overlapping the period, not ended before submission."""
     a = CatalogueActivityRow
     sim = func.similarity(a.title, title)
     stmt = (
@@ -110,9 +121,20 @@ async def activity_candidates(
     rows = (await session.execute(stmt)).all()
     return [
         CandidateRow(
-            kind="activity", id=r.id, title=r.title, description=r.description, topics=list(r.topics),
-            member_state=None, provider=r.provider, beneficiaries=list(r.beneficiaries), start=r.start,
-            end=r.end, modality=r.modality, stage=None, submitted_at=None, duplicate_of=None,
+            kind="activity",
+            id=r.id,
+            title=r.title,
+            description=r.description,
+            topics=list(r.topics),
+            member_state=None,
+            provider=r.provider,
+            beneficiaries=list(r.beneficiaries),
+            start=r.start,
+            end=r.end,
+            modality=r.modality,
+            stage=None,
+            submitted_at=None,
+            duplicate_of=None,
             title_similarity=float(s),
         )
         for r, s in rows

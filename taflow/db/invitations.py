@@ -24,8 +24,11 @@ async def issue_token(
     stmt = (
         insert(InvitationTokenRow)
         .values(
-            digest=token_digest(token), invitation_id=invitation_id, request_id=request_id,
-            expert_id=expert_id, expires_at=expires_at,
+            digest=token_digest(token),
+            invitation_id=invitation_id,
+            request_id=request_id,
+            expert_id=expert_id,
+            expires_at=expires_at,
         )
         .on_conflict_do_nothing(index_elements=[InvitationTokenRow.invitation_id])
         .returning(InvitationTokenRow.digest)

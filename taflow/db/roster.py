@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taflow.db.models import ExpertRow, MeetingRow, ProgrammeRow
 
 
-async def experts_for_topics(session: AsyncSession, topics: list[str], exclude_home: str) -> Sequence[ExpertRow]:
+async def experts_for_topics(
+    session: AsyncSession, topics: list[str], exclude_home: str
+) -> Sequence[ExpertRow]:
     """Experts sharing a topic, never from the requesting administration (conflict of interest)."""
     stmt = (
         select(ExpertRow)
@@ -22,7 +24,9 @@ async def experts_for_topics(session: AsyncSession, topics: list[str], exclude_h
     return (await session.execute(stmt)).scalars().all()
 
 
-async def programmes_for(session: AsyncSession, topics: list[str], member_state: str) -> Sequence[ProgrammeRow]:
+async def programmes_for(
+    session: AsyncSession, topics: list[str], member_state: str
+) -> Sequence[ProgrammeRow]:
     stmt = (
         select(ProgrammeRow)
         .where(ProgrammeRow.topics.overlap(cast(topics, ARRAY(String))))

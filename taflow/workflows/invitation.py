@@ -37,8 +37,11 @@ class ExpertInvitationWorkflow:
         await workflow.execute_activity_method(
             NotifyActivities.issue_invitation_link,
             InvitationTokenRequest(
-                invitation_id=invitation.invitation_id, request_id=invitation.request_id,
-                expert_id=invitation.expert_id, title=invitation.title, meeting=invitation.meeting,
+                invitation_id=invitation.invitation_id,
+                request_id=invitation.request_id,
+                expert_id=invitation.expert_id,
+                title=invitation.title,
+                meeting=invitation.meeting,
                 respond_by=invitation.respond_by,
             ),
             start_to_close_timeout=timedelta(seconds=30),
@@ -49,7 +52,7 @@ class ExpertInvitationWorkflow:
             await workflow.wait_condition(
                 lambda: self._outcome is not None, timeout=max(remaining, timedelta(seconds=1))
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._close(InvitationStatus.expired, "no answer by the deadline", None)
         except asyncio.CancelledError:
             self._close(InvitationStatus.cancelled, "the request left expert invitation", None)
@@ -61,7 +64,9 @@ class ExpertInvitationWorkflow:
     @workflow.query
     def status(self) -> InvitationOutcome:
         return self._outcome or InvitationOutcome(
-            invitation_id=self._in.invitation_id, expert_id=self._in.expert_id, status=InvitationStatus.pending
+            invitation_id=self._in.invitation_id,
+            expert_id=self._in.expert_id,
+            status=InvitationStatus.pending,
         )
 
     @workflow.update

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -25,8 +25,8 @@ with workflow.unsafe.imports_passed_through():
         AsecVerdict,
         DedupVerdict,
         InvitationStatus,
-        Role,
         RocbVerdict,
+        Role,
         Stage,
     )
     from taflow.domain.models import (
@@ -122,12 +122,15 @@ class TARequestWorkflow:
             elif stage is Stage.scheduled:
                 await self._await_meeting()
             else:
-                await workflow.wait_condition(lambda: self._s.stage != stage or self._needs_proposal())
+                await self._wait_for_decision(stage)
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._side_tasks)
         self._closing = True
         await pump
         return self._s
+
+    async def _wait_for_decision(self, stage: Stage) -> None:
+        await workflow.wait_condition(lambda: self._s.stage != stage or self._needs_proposal())
 
     def _needs_proposal(self) -> bool:
         return self._s.stage is Stage.rocb_matching and self._s.match is None
@@ -214,38 +217,66 @@ class TARequestWorkflow:
 
     @workflow.signal(name="asec_review")
     def asec_review_signal(self, decision: AsecDecision) -> None:
-        self._from_signal("asec_review", decision.actor, lambda: self._check_review(decision),
-                          lambda: self._apply_review(decision))
+        self._from_signal(
+            "asec_review",
+            decision.actor,
+            lambda: self._check_review(decision),
+            lambda: self._apply_review(decision),
+        )
 
     @workflow.signal(name="amend")
     def amend_signal(self, amendment: Amendment) -> None:
-        self._from_signal("amend", amendment.actor, lambda: self._check_amendment(amendment),
-                          lambda: self._apply_amendment(amendment))
+        self._from_signal(
+            "amend",
+            amendment.actor,
+            lambda: self._check_amendment(amendment),
+            lambda: self._apply_amendment(amendment),
+        )
 
     @workflow.signal(name="rocb_match")
     def rocb_match_signal(self, decision: RocbDecision) -> None:
-        self._from_signal("rocb_match", decision.actor, lambda: self._check_match(decision),
-                          lambda: self._apply_match(decision))
+        self._from_signal(
+            "rocb_match",
+            decision.actor,
+            lambda: self._check_match(decision),
+            lambda: self._apply_match(decision),
+        )
 
     @workflow.signal(name="resume")
     def resume_signal(self, resumption: Resumption) -> None:
-        self._from_signal("resume", resumption.actor, lambda: self._check_resumption(resumption),
-                          lambda: self._apply_resumption(resumption))
+        self._from_signal(
+            "resume",
+            resumption.actor,
+            lambda: self._check_resumption(resumption),
+            lambda: self._apply_resumption(resumption),
+        )
 
     @workflow.signal(name="complete")
     def complete_signal(self, completion: Completion) -> None:
-        self._from_signal("complete", completion.actor, lambda: self._check_completion(completion),
-                          lambda: self._apply_completion(completion))
+        self._from_signal(
+            "complete",
+            completion.actor,
+            lambda: self._check_completion(completion),
+            lambda: self._apply_completion(completion),
+        )
 
     @workflow.signal(name="withdraw")
     def withdraw_signal(self, withdrawal: Withdrawal) -> None:
-        self._from_signal("withdraw", withdrawal.actor, lambda: self._check_withdrawal(withdrawal),
-                          lambda: self._apply_withdrawal(withdrawal))
+        self._from_signal(
+            "withdraw",
+            withdrawal.actor,
+            lambda: self._check_withdrawal(withdrawal),
+            lambda: self._apply_withdrawal(withdrawal),
+        )
 
     @workflow.signal(name="cancel")
     def cancel_signal(self, cancellation: Cancellation) -> None:
-        self._from_signal("cancel", cancellation.actor, lambda: self._check_cancellation(cancellation),
-                          lambda: self._apply_cancellation(cancellation))
+        self._from_signal(
+            "cancel",
+            cancellation.actor,
+            lambda: self._check_cancellation(cancellation),
+            lambda: self._apply_cancellation(cancellation),
+        )
 
     @workflow.signal(name="add_beneficiary")
     def add_beneficiary(self, added: BeneficiaryAdded) -> None:
@@ -278,7 +309,7 @@ class TARequestWorkflow:
             return
         apply()
 
-    # ------------------------------------------------------------ checks (shared by validators, handlers, signals)
+    # ------------------------------------------------------------ checks (validators, handlers, signals)
 
     def _expect(self, actor: Actor | None, stages: Iterable[Stage], roles: Iterable[Role]) -> Actor:
         if actor is None:
@@ -410,7 +441,10 @@ class TARequestWorkflow:
             report=c.report, delivered_on=c.delivered_on, recorded_by=actor, recorded_at=workflow.now()
         )
         self._record(
-            actor, "completed", to=Stage.completed, comment=c.report[:500],
+            actor,
+            "completed",
+            to=Stage.completed,
+            comment=c.report[:500],
             data={"delivered_on": c.delivered_on.isoformat()},
         )
 
@@ -435,8 +469,14 @@ class TARequestWorkflow:
         from_stage = self._s.stage if to is not None else None
         self._s.events.append(
             AuditEvent(
-                seq=seq, at=now, actor=actor, kind=kind, from_stage=from_stage, to_stage=to,
-                comment=comment, data=data or {},
+                seq=seq,
+                at=now,
+                actor=actor,
+                kind=kind,
+                from_stage=from_stage,
+                to_stage=to,
+                comment=comment,
+                data=data or {},
             )
         )
         if to is not None:
@@ -447,7 +487,7 @@ class TARequestWorkflow:
 
     def _publish(self) -> None:
         """Search attributes and current details, so ops can find and read the request in the UI."""
-        updates = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             TA_STAGE.value_set(self._s.stage.value),
             TA_MEMBER_STATE.value_set(self._s.member_state.value),
             TA_TOPICS.value_set([t.value for t in self._s.draft.topics]),
@@ -472,7 +512,9 @@ class TARequestWorkflow:
             lines.append(f"Dedup verdict: {s.dedup.verdict.value}")
             lines += [f"- {c.id} ({c.relation.value}, score {c.score:.2f})" for c in s.dedup.candidates[:3]]
         if s.invitation and s.stage is Stage.expert_invitation:
-            lines.append(f"Invited {s.invitation.expert_id}; answer due {s.invitation.respond_by.isoformat()}")
+            lines.append(
+                f"Invited {s.invitation.expert_id}; answer due {s.invitation.respond_by.isoformat()}"
+            )
         return "\n".join(lines)
 
     async def _result(self) -> DecisionResult:
@@ -556,8 +598,10 @@ class TARequestWorkflow:
             SYSTEM_ACTOR,
             "match_proposed",
             comment=f"{len(proposal.candidates)} expert(s) proposed",
-            data={"experts": [c.expert_id for c in proposal.candidates], "meeting": proposal.meeting.id
-                  if proposal.meeting else None},
+            data={
+                "experts": [c.expert_id for c in proposal.candidates],
+                "meeting": proposal.meeting.id if proposal.meeting else None,
+            },
         )
 
     async def _invite_experts(self) -> None:
@@ -571,14 +615,19 @@ class TARequestWorkflow:
                 return  # the request left expert_invitation (withdrawn, cancelled)
             if outcome.status is InvitationStatus.accepted:
                 self._record(
-                    outcome.responded_by or SYSTEM_ACTOR, "expert_accepted", to=Stage.scheduled,
-                    comment=outcome.comment, data={"expert_id": expert_id},
+                    outcome.responded_by or SYSTEM_ACTOR,
+                    "expert_accepted",
+                    to=Stage.scheduled,
+                    comment=outcome.comment,
+                    data={"expert_id": expert_id},
                 )
                 return
         match.expert_ids = []
         self._s.match = None
         self._record(
-            SYSTEM_ACTOR, "no_expert_left", to=Stage.rocb_matching,
+            SYSTEM_ACTOR,
+            "no_expert_left",
+            to=Stage.rocb_matching,
             comment="every invited expert declined or did not answer in time",
         )
 
@@ -588,27 +637,41 @@ class TARequestWorkflow:
         invitation_id = f"{self._s.request_id}-{len(self._s.invitations) + 1}"
         respond_by = workflow.now() + timedelta(days=self._s.invitation_response_days)
         info = InvitationInfo(
-            id=invitation_id, expert_id=expert_id, meeting=match.meeting,
-            status=InvitationStatus.pending, respond_by=respond_by,
+            id=invitation_id,
+            expert_id=expert_id,
+            meeting=match.meeting,
+            status=InvitationStatus.pending,
+            respond_by=respond_by,
         )
         self._s.invitation = info
         self._s.invitations.append(info)
         self._record(
-            SYSTEM_ACTOR, "invitation_sent", comment=f"{expert_id} invited",
-            data={"invitation_id": invitation_id, "expert_id": expert_id,
-                  "respond_by": respond_by.isoformat()},
+            SYSTEM_ACTOR,
+            "invitation_sent",
+            comment=f"{expert_id} invited",
+            data={
+                "invitation_id": invitation_id,
+                "expert_id": expert_id,
+                "respond_by": respond_by.isoformat(),
+            },
         )
         child = await workflow.start_child_workflow(
             ExpertInvitationWorkflow.run,
             InvitationInput(
-                invitation_id=invitation_id, request_id=self._s.request_id,
-                member_state=self._s.member_state, title=self._s.draft.title, expert_id=expert_id,
-                meeting=match.meeting, respond_by=respond_by,
+                invitation_id=invitation_id,
+                request_id=self._s.request_id,
+                member_state=self._s.member_state,
+                title=self._s.draft.title,
+                expert_id=expert_id,
+                meeting=match.meeting,
+                respond_by=respond_by,
             ),
             id=invitation_workflow_id(invitation_id),
             static_summary=f"Invitation {invitation_id}: {expert_id} for {self._s.request_id}",
         )
-        left = asyncio.create_task(workflow.wait_condition(lambda: self._s.stage is not Stage.expert_invitation))
+        left = asyncio.create_task(
+            workflow.wait_condition(lambda: self._s.stage is not Stage.expert_invitation)
+        )
         await workflow.wait([child, left], return_when=asyncio.FIRST_COMPLETED)
         if not child.done():
             child.cancel()
@@ -622,8 +685,10 @@ class TARequestWorkflow:
         info.comment = outcome.comment
         if outcome.status is not InvitationStatus.accepted:
             self._record(
-                outcome.responded_by or SYSTEM_ACTOR, f"invitation_{outcome.status.value}",
-                comment=outcome.comment, data={"invitation_id": invitation_id, "expert_id": expert_id},
+                outcome.responded_by or SYSTEM_ACTOR,
+                f"invitation_{outcome.status.value}",
+                comment=outcome.comment,
+                data={"invitation_id": invitation_id, "expert_id": expert_id},
             )
         return outcome
 
@@ -637,15 +702,17 @@ class TARequestWorkflow:
         if meeting is None:
             await workflow.wait_condition(lambda: self._s.stage is not Stage.scheduled)
             return
-        held = datetime.combine(meeting.ends_on + timedelta(days=1), time.min, tzinfo=timezone.utc)
+        held = datetime.combine(meeting.ends_on + timedelta(days=1), time.min, tzinfo=UTC)
         wait = held - workflow.now()
         try:
             await workflow.wait_condition(
                 lambda: self._s.stage is not Stage.scheduled, timeout=max(wait, timedelta(seconds=1))
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._record(
-                SYSTEM_ACTOR, "meeting_held", to=Stage.awaiting_report,
+                SYSTEM_ACTOR,
+                "meeting_held",
+                to=Stage.awaiting_report,
                 comment=f"{meeting.body} {meeting.number} ended {meeting.ends_on.isoformat()}",
             )
 

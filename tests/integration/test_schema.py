@@ -4,7 +4,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 async def test_migrations_create_the_read_model_and_trigram_extension(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
-        tables = set((await conn.execute(text("select tablename from pg_tables where schemaname='public'"))).scalars())
+        tables = set(
+            (await conn.execute(text("select tablename from pg_tables where schemaname='public'"))).scalars()
+        )
         ext = (await conn.execute(text("select extname from pg_extension where extname='pg_trgm'"))).scalar()
     assert {"requests", "request_events", "experts", "programmes", "meetings", "api_keys", "outbox"} <= tables
     assert ext == "pg_trgm"

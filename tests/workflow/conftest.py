@@ -24,16 +24,46 @@ from taflow.worker import build_worker
 from taflow.workflows.request import TARequestWorkflow
 
 ROSTER = [
-    {"id": "WT-EXP-1", "name": "Ana Lestari", "accreditation": "WCO accredited", "category": "technical and operational advisor",
-     "topics": ["risk-management", "data-analytics"], "languages": ["en"], "home_administration": "ID", "invitations_12m": 0},
-    {"id": "WT-EXP-2", "name": "Kenji Morita", "accreditation": "WCO accredited", "category": "diagnostic facilitator",
-     "topics": ["risk-management"], "languages": ["en", "ja"], "home_administration": "JP", "invitations_12m": 1},
-    {"id": "WT-EXP-3", "name": "Claire Dubois", "accreditation": "WCO accredited", "category": "expert trainer",
-     "topics": ["risk-management", "post-clearance-audit"], "languages": ["en", "fr"], "home_administration": "FR",
-     "invitations_12m": 3},
+    {
+        "id": "WT-EXP-1",
+        "name": "Ana Lestari",
+        "accreditation": "WCO accredited",
+        "category": "technical and operational advisor",
+        "topics": ["risk-management", "data-analytics"],
+        "languages": ["en"],
+        "home_administration": "ID",
+        "invitations_12m": 0,
+    },
+    {
+        "id": "WT-EXP-2",
+        "name": "Kenji Morita",
+        "accreditation": "WCO accredited",
+        "category": "diagnostic facilitator",
+        "topics": ["risk-management"],
+        "languages": ["en", "ja"],
+        "home_administration": "JP",
+        "invitations_12m": 1,
+    },
+    {
+        "id": "WT-EXP-3",
+        "name": "Claire Dubois",
+        "accreditation": "WCO accredited",
+        "category": "expert trainer",
+        "topics": ["risk-management", "post-clearance-audit"],
+        "languages": ["en", "fr"],
+        "home_administration": "FR",
+        "invitations_12m": 3,
+    },
 ]
-MEETING = {"id": "WT-CCWG-90", "body": "CCWG", "number": 90, "starts_on": date(2030, 3, 10),
-           "ends_on": date(2030, 3, 12), "place": "Jakarta", "agenda_cutoff": date(2030, 2, 1)}
+MEETING = {
+    "id": "WT-CCWG-90",
+    "body": "CCWG",
+    "number": 90,
+    "starts_on": date(2030, 3, 10),
+    "ends_on": date(2030, 3, 12),
+    "place": "Jakarta",
+    "agenda_cutoff": date(2030, 2, 1),
+}
 
 REQUESTER_KH = Actor(subject="kh-system", organisation="KH", role=Role.requester)
 REVIEWER = Actor(subject="asec-reviewer-1", organisation="ASEC", role=Role.asec_reviewer)
@@ -55,7 +85,9 @@ def draft(**over: Any) -> RequestDraft:
 @pytest.fixture(scope="session")
 async def roster(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     async with sessionmaker.begin() as s:
-        await s.execute(insert(ExpertRow).values([e | {"unavailable": {}} for e in ROSTER]).on_conflict_do_nothing())
+        await s.execute(
+            insert(ExpertRow).values([e | {"unavailable": {}} for e in ROSTER]).on_conflict_do_nothing()
+        )
         await s.execute(insert(MeetingRow).values(MEETING).on_conflict_do_nothing())
 
 
@@ -78,13 +110,19 @@ def start_request(temporal_client: Client, task_queue: str) -> Starter:
     async def start(member_state: str = "KH", **over: Any) -> WorkflowHandle[TARequestWorkflow, RequestState]:
         rid = f"WT-{task_queue[-6:]}-{next(counter)}"
         request = NewRequest(
-            request_id=rid, member_state=member_state, draft=draft(**over),
-            submitted_by=Actor(subject=f"{member_state.lower()}-system", organisation=member_state,
-                               role=Role.requester),
+            request_id=rid,
+            member_state=member_state,
+            draft=draft(**over),
+            submitted_by=Actor(
+                subject=f"{member_state.lower()}-system", organisation=member_state, role=Role.requester
+            ),
             submitted_at=datetime.now(UTC),
         )
         return await temporal_client.start_workflow(
-            TARequestWorkflow.run, request, id=workflow_id(rid), task_queue=task_queue,
+            TARequestWorkflow.run,
+            request,
+            id=workflow_id(rid),
+            task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
 

@@ -35,7 +35,7 @@ Recorder = Callable[[WorkflowHandle[Any, Any], str], Awaitable[None]]
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-async def until_stage(handle: Handle, stage: Stage, timeout: float = 15) -> RequestState:
+async def until_stage(handle: Handle, stage: Stage, seconds: float = 15) -> RequestState:
     async def poll() -> RequestState:
         while True:
             state = await handle.query(TARequestWorkflow.status)
@@ -43,7 +43,7 @@ async def until_stage(handle: Handle, stage: Stage, timeout: float = 15) -> Requ
                 return state
             await asyncio.sleep(0.05)
 
-    return await asyncio.wait_for(poll(), timeout)
+    return await asyncio.wait_for(poll(), seconds)
 
 
 def requester(state: RequestState) -> Any:
@@ -72,31 +72,41 @@ async def test_approve_match_decline_next_accept_complete(
     ranked = [c.expert_id for c in state.match.candidates]
     assert ranked[0] == "WT-EXP-1"  # full topic fit, no load; from ID, so no conflict with KH
     assert "WT-EXP-1" in ranked
-    await handle.execute_update(TARequestWorkflow.match, RocbDecision(decision="match", actor=ROCB,
-                                                                        expert_ids=["WT-EXP-2", "WT-EXP-3"]))
+    await handle.execute_update(
+        TARequestWorkflow.match,
+        RocbDecision(decision="match", actor=ROCB, expert_ids=["WT-EXP-2", "WT-EXP-3"]),
+    )
     state = await until_stage(handle, Stage.expert_invitation)
     first = state.invitation
     assert first is not None and first.expert_id == "WT-EXP-2"
-    inv = temporal_client.get_workflow_handle_for(ExpertInvitationWorkflow.run, invitation_workflow_id(first.id))
-    await inv.execute_update(ExpertInvitationWorkflow.respond, InvitationResponse(accept=False, comment="busy",
-                                                                                   actor=ROCB))
+    inv = temporal_client.get_workflow_handle_for(
+        ExpertInvitationWorkflow.run, invitation_workflow_id(first.id)
+    )
+    await inv.execute_update(
+        ExpertInvitationWorkflow.respond, InvitationResponse(accept=False, comment="busy", actor=ROCB)
+    )
+
     async def second_invited() -> str:
         while True:
             s = await handle.query(TARequestWorkflow.status)
             if s.invitation and s.invitation.expert_id == "WT-EXP-3":
                 return s.invitation.id
             await asyncio.sleep(0.05)
+
     second = await asyncio.wait_for(second_invited(), 15)
-    inv2 = temporal_client.get_workflow_handle_for(ExpertInvitationWorkflow.run, invitation_workflow_id(second))
+    inv2 = temporal_client.get_workflow_handle_for(
+        ExpertInvitationWorkflow.run, invitation_workflow_id(second)
+    )
     expert = ROCB.model_copy(update={"subject": "WT-EXP-3", "organisation": "WCO", "role": "expert"})
-    outcome = await inv2.execute_update(ExpertInvitationWorkflow.respond, InvitationResponse(accept=True,
-                                                                                             actor=expert))
+    outcome = await inv2.execute_update(
+        ExpertInvitationWorkflow.respond, InvitationResponse(accept=True, actor=expert)
+    )
     assert outcome.status is InvitationStatus.accepted
     state = await until_stage(handle, Stage.scheduled)
     assert [i.status for i in state.invitations] == [InvitationStatus.declined, InvitationStatus.accepted]
     done = await handle.execute_update(
-        TARequestWorkflow.completion, Completion(report="Delivered at CCWG", delivered_on=date(2030, 3, 11),
-                                                 actor=ROCB)
+        TARequestWorkflow.completion,
+        Completion(report="Delivered at CCWG", delivered_on=date(2030, 3, 11), actor=ROCB),
     )
     assert done.stage is Stage.completed
     final = await handle.result()
@@ -105,8 +115,17 @@ async def test_approve_match_decline_next_accept_complete(
     assert "invitation_declined" in kinds and "expert_accepted" in kinds and kinds[-1] == "completed"
     async with sessionmaker() as s:
         row = await s.get(RequestRow, final.request_id)
-        events = (await s.execute(select(RequestEventRow).where(RequestEventRow.request_id == final.request_id)
-                                  .order_by(RequestEventRow.seq))).scalars().all()
+        events = (
+            (
+                await s.execute(
+                    select(RequestEventRow)
+                    .where(RequestEventRow.request_id == final.request_id)
+                    .order_by(RequestEventRow.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert row is not None and row.stage == "completed"
     assert [e.kind for e in events] == kinds
     await record_history(handle, "request-decline-next-accept-complete")
@@ -117,34 +136,45 @@ async def test_approve_match_decline_next_accept_complete(
 async def test_reject(start_request: Callable[..., Any], record_history: Recorder) -> None:
     handle = await start_request()
     await until_stage(handle, Stage.asec_review)
-    r = await handle.execute_update(TARequestWorkflow.review,
-                                    AsecDecision(decision="reject", comment="out of scope", actor=REVIEWER))
+    r = await handle.execute_update(
+        TARequestWorkflow.review, AsecDecision(decision="reject", comment="out of scope", actor=REVIEWER)
+    )
     assert r.stage is Stage.rejected
     assert (await handle.result()).stage is Stage.rejected
     await record_history(handle, "request-rejected")
 
 
-async def test_request_changes_then_amend_reruns_dedup(start_request: Callable[..., Any], record_history: Recorder) -> None:
+async def test_request_changes_then_amend_reruns_dedup(
+    start_request: Callable[..., Any], record_history: Recorder
+) -> None:
     handle = await start_request()
     await until_stage(handle, Stage.asec_review)
-    await handle.execute_update(TARequestWorkflow.review, AsecDecision(decision="request_changes",
-                                                                      comment="add outcomes", actor=REVIEWER))
+    await handle.execute_update(
+        TARequestWorkflow.review,
+        AsecDecision(decision="request_changes", comment="add outcomes", actor=REVIEWER),
+    )
     state = await until_stage(handle, Stage.changes_requested)
     amended = draft(title="Diagnostic mission on risk management with expected outcomes")
-    await handle.execute_update(TARequestWorkflow.amendment,
-                                Amendment(draft=amended, comment="outcomes added", actor=requester(state)))
+    await handle.execute_update(
+        TARequestWorkflow.amendment,
+        Amendment(draft=amended, comment="outcomes added", actor=requester(state)),
+    )
     state = await until_stage(handle, Stage.asec_review)
     assert state.draft.title == amended.title
     assert [e.kind for e in state.events].count("dedup_checked") == 2
     await record_history(handle, "request-changes-amended")
 
 
-async def test_wrong_stage_and_wrong_role_are_rejected_before_history(start_request: Callable[..., Any]) -> None:
+async def test_wrong_stage_and_wrong_role_are_rejected_before_history(
+    start_request: Callable[..., Any],
+) -> None:
     handle = await start_request()
     await until_stage(handle, Stage.asec_review)
     with pytest.raises(WorkflowUpdateFailedError) as wrong_stage:
         await handle.execute_update(TARequestWorkflow.match, RocbDecision(decision="no_match", actor=ROCB))
-    assert isinstance(wrong_stage.value.cause, ApplicationError) and wrong_stage.value.cause.type == "WrongStage"
+    assert (
+        isinstance(wrong_stage.value.cause, ApplicationError) and wrong_stage.value.cause.type == "WrongStage"
+    )
     with pytest.raises(WorkflowUpdateFailedError) as wrong_role:
         await handle.execute_update(TARequestWorkflow.review, AsecDecision(decision="approve", actor=ROCB))
     assert isinstance(wrong_role.value.cause, ApplicationError) and wrong_role.value.cause.type == "Forbidden"
@@ -159,21 +189,32 @@ async def test_duplicate_confirmed(start_request: Callable[..., Any], record_his
     state = await until_stage(second, Stage.asec_review)
     assert state.dedup is not None
     assert first.id.removeprefix("ta-request-") in [c.id for c in state.dedup.candidates]
-    r = await second.execute_update(TARequestWorkflow.review, AsecDecision(
-        decision="duplicate", duplicate_of=first.id.removeprefix("ta-request-"), actor=REVIEWER))
+    r = await second.execute_update(
+        TARequestWorkflow.review,
+        AsecDecision(decision="duplicate", duplicate_of=first.id.removeprefix("ta-request-"), actor=REVIEWER),
+    )
     assert r.stage is Stage.duplicate
     assert (await second.result()).duplicate_of == first.id.removeprefix("ta-request-")
     await record_history(second, "request-duplicate")
 
 
-async def test_consolidate_adds_beneficiary_to_survivor(start_request: Callable[..., Any], record_history: Recorder) -> None:
+async def test_consolidate_adds_beneficiary_to_survivor(
+    start_request: Callable[..., Any], record_history: Recorder
+) -> None:
     survivor = await start_request("KH")
     await until_stage(survivor, Stage.asec_review)
     other = await start_request("LA")
     await until_stage(other, Stage.asec_review)
     survivor_id = survivor.id.removeprefix("ta-request-")
-    r = await other.execute_update(TARequestWorkflow.review, AsecDecision(
-        decision="consolidate", consolidate_into=survivor_id, comment="one regional workshop", actor=REVIEWER))
+    r = await other.execute_update(
+        TARequestWorkflow.review,
+        AsecDecision(
+            decision="consolidate",
+            consolidate_into=survivor_id,
+            comment="one regional workshop",
+            actor=REVIEWER,
+        ),
+    )
     assert r.stage is Stage.consolidated
 
     async def joined() -> RequestState:
@@ -193,21 +234,29 @@ async def test_consolidate_adds_beneficiary_to_survivor(start_request: Callable[
 async def test_withdraw_and_cancel(start_request: Callable[..., Any], record_history: Recorder) -> None:
     a = await start_request()
     state = await until_stage(a, Stage.asec_review)
-    r = await a.execute_update(TARequestWorkflow.withdrawal, Withdrawal(reason="funded", actor=requester(state)))
+    r = await a.execute_update(
+        TARequestWorkflow.withdrawal, Withdrawal(reason="funded", actor=requester(state))
+    )
     assert r.stage is Stage.withdrawn
     b = await start_request()
     await approve(b)
-    r = await b.execute_update(TARequestWorkflow.cancellation, Cancellation(reason="ASEC cancels", actor=REVIEWER))
+    r = await b.execute_update(
+        TARequestWorkflow.cancellation, Cancellation(reason="ASEC cancels", actor=REVIEWER)
+    )
     assert r.stage is Stage.cancelled
     await record_history(a, "request-withdrawn")
     await record_history(b, "request-cancelled")
 
 
-async def test_signal_without_allowed_actor_is_recorded_not_applied(start_request: Callable[..., Any], record_history: Recorder) -> None:
+async def test_signal_without_allowed_actor_is_recorded_not_applied(
+    start_request: Callable[..., Any], record_history: Recorder
+) -> None:
     handle = await start_request()
     await until_stage(handle, Stage.asec_review)
     await handle.signal(TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=ROCB))
-    await handle.signal(TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=REVIEWER))
+    await handle.signal(
+        TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=REVIEWER)
+    )
     state = await until_stage(handle, Stage.rocb_matching)
     refused = [e for e in state.events if e.kind == "refused"]
     assert len(refused) == 1 and refused[0].actor.role == "rocb_officer"
@@ -218,8 +267,9 @@ async def test_no_match_hold_and_resume(start_request: Callable[..., Any], recor
     handle = await start_request()
     await approve(handle)
     await until_stage(handle, Stage.rocb_matching)
-    r = await handle.execute_update(TARequestWorkflow.match, RocbDecision(decision="no_match", actor=ROCB,
-                                                                          comment="next round"))
+    r = await handle.execute_update(
+        TARequestWorkflow.match, RocbDecision(decision="no_match", actor=ROCB, comment="next round")
+    )
     assert r.stage is Stage.on_hold
     await handle.signal("resume", {"comment": "donor round opened", "actor": ROCB.model_dump()})
     state = await until_stage(handle, Stage.rocb_matching)

@@ -37,11 +37,15 @@ async def ts_worker(
 
 async def start(env: WorkflowEnvironment, task_queue: str, rid: str) -> Handle:
     request = NewRequest(
-        request_id=rid, member_state="KH", draft=draft(),
+        request_id=rid,
+        member_state="KH",
+        draft=draft(),
         submitted_by=Actor(subject="kh", organisation="KH", role=Role.requester),
         submitted_at=datetime.now(UTC),
     )
-    return await env.client.start_workflow(TARequestWorkflow.run, request, id=workflow_id(rid), task_queue=task_queue)
+    return await env.client.start_workflow(
+        TARequestWorkflow.run, request, id=workflow_id(rid), task_queue=task_queue
+    )
 
 
 async def wait_stage(env: WorkflowEnvironment, handle: Handle, stage: Stage) -> RequestState:
@@ -55,13 +59,16 @@ async def wait_stage(env: WorkflowEnvironment, handle: Handle, stage: Stage) -> 
 
 async def to_invitation(env: WorkflowEnvironment, handle: Handle, experts: list[str]) -> None:
     await wait_stage(env, handle, Stage.asec_review)
-    await handle.signal(TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=REVIEWER))
+    await handle.signal(
+        TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=REVIEWER)
+    )
     state = await wait_stage(env, handle, Stage.rocb_matching)
     while state.match is None:
         await env.sleep(timedelta(seconds=1))
         state = await handle.query(TARequestWorkflow.status)
-    await handle.signal(TARequestWorkflow.rocb_match_signal,
-                        RocbDecision(decision="match", expert_ids=experts, actor=ROCB))
+    await handle.signal(
+        TARequestWorkflow.rocb_match_signal, RocbDecision(decision="match", expert_ids=experts, actor=ROCB)
+    )
     await wait_stage(env, handle, Stage.expert_invitation)
 
 
@@ -99,8 +106,10 @@ async def test_accepted_request_waits_for_meeting_then_report(
     gap = datetime.combine(meeting_end, datetime.min.time(), tzinfo=UTC) - datetime.now(UTC)
     await env.sleep(gap + timedelta(days=2))
     await wait_stage(env, handle, Stage.awaiting_report)
-    await handle.signal(TARequestWorkflow.complete_signal,
-                        Completion(report="Presented at CCWG 90", delivered_on=date(2030, 3, 11), actor=ROCB))
+    await handle.signal(
+        TARequestWorkflow.complete_signal,
+        Completion(report="Presented at CCWG 90", delivered_on=date(2030, 3, 11), actor=ROCB),
+    )
     final = await handle.result()
     assert final.stage is Stage.completed
     assert [e.kind for e in final.events][-2:] == ["meeting_held", "completed"]
