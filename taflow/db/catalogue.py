@@ -91,9 +91,15 @@ _TOPIC_KEYWORDS: list[tuple[Topic, str]] = [
     (Topic.ipr_enforcement, r"intellectual property|\bIPR\b|counterfeit"),
     (Topic.e_commerce, r"e-?commerce|low[- ]value (consignment|shipment)|postal"),
     (Topic.green_customs, r"green customs|circular economy|climate|environmental goods"),
-    (Topic.environmental_crime, r"environmental crime|ozone[- ]depleting|\bODS\b|hazardous waste|basel convention"
-     r"|plastic waste|\bwaste\b"),
-    (Topic.digitalization, r"digitali[sz]|paperless|electronic (customs|declaration|payment)|automat(ion|ed)"),
+    (
+        Topic.environmental_crime,
+        r"environmental crime|ozone[- ]depleting|\bODS\b|hazardous waste|basel convention"
+        r"|plastic waste|\bwaste\b",
+    ),
+    (
+        Topic.digitalization,
+        r"digitali[sz]|paperless|electronic (customs|declaration|payment)|automat(ion|ed)",
+    ),
     (Topic.asean_single_window, r"single window|\bASW\b"),
     (Topic.smart_customs_ai, r"artificial intelligence|machine learning|smart customs|\bAI\b"),
     (Topic.data_analytics, r"data analytic|big data|data science|analytics"),
@@ -122,7 +128,10 @@ _MODALITY_RES = [
     (Modality.diagnostic_mission, re.compile(r"diagnostic|needs assessment|gap analysis", re.I)),
     (Modality.workshop, re.compile(r"workshop|seminar", re.I)),
     (Modality.training, re.compile(r"training|course", re.I)),
-    (Modality.expert_mission, re.compile(r"expert mission|advisory mission|technical assistance mission", re.I)),
+    (
+        Modality.expert_mission,
+        re.compile(r"expert mission|advisory mission|technical assistance mission", re.I),
+    ),
 ]
 
 
@@ -152,8 +161,10 @@ def _guard_xml(data: bytes) -> None:
     except _Stop:
         return
     except xml.parsers.expat.ExpatError as e:
-        raise _Refused(f"not well-formed XML: {xml.parsers.expat.errors.messages.get(e.code, str(e))}"
-                       f" (line {e.lineno}, column {e.offset})") from None
+        raise _Refused(
+            f"not well-formed XML: {xml.parsers.expat.errors.messages.get(e.code, str(e))}"
+            f" (line {e.lineno}, column {e.offset})"
+        ) from None
     raise _Refused("not XML: no root element")
 
 
@@ -213,7 +224,9 @@ def _dates(activity: ET.Element) -> tuple[date | None, date | None]:
         ):
             if kind in codes and name not in found:
                 raw = el.get("iso-date")
-                found[name] = _parse_date(raw if raw is not None else (el.text or ""), f"activity-date {name}")
+                found[name] = _parse_date(
+                    raw if raw is not None else (el.text or ""), f"activity-date {name}"
+                )
     start = found.get("start-actual") or found.get("start-planned")
     end = found.get("end-actual") or found.get("end-planned")
     if start and end and end < start:
@@ -225,7 +238,9 @@ def _countries(activity: ET.Element) -> tuple[list[str], list[str]]:
     """(ASEAN member states, all country codes) from recipient-country, else from transactions."""
     codes = [(el.get("code") or "").strip().upper() for el in activity.findall("recipient-country")]
     if not any(codes):
-        codes = [(el.get("code") or "").strip().upper() for el in activity.findall("transaction/recipient-country")]
+        codes = [
+            (el.get("code") or "").strip().upper() for el in activity.findall("transaction/recipient-country")
+        ]
     codes = [c for c in codes if c]
     asean: list[str] = []
     for c in codes:
@@ -250,6 +265,20 @@ def _modality(title: str) -> Modality | None:
     return next((m for m, rx in _MODALITY_RES if rx.search(title)), None)
 
 
+def _provider(activity: ET.Element, default_lang: str | None) -> str:
+    """The reporting-org's name (else its ref); version-1 files without one: the funding participating-org."""
+    candidates = activity.findall("reporting-org")[:1] + [
+        el
+        for el in activity.findall("participating-org")
+        if (el.get("role") or "").lower() in ("1", "funding")
+    ]
+    for el in candidates:
+        name = _pick(_texts([el], default_lang)) or (el.get("ref") or "").strip()
+        if name:
+            return name
+    return ""
+
+
 def _activity(activity: ET.Element, default_lang: str | None) -> ActivityRecord:
     default_lang = activity.get(_XML_LANG) or default_lang
     ids = [_text(el) for el in activity.findall("iati-identifier")]
@@ -267,19 +296,20 @@ def _activity(activity: ET.Element, default_lang: str | None) -> ActivityRecord:
     descriptions = activity.findall("description")
     general = [d for d in descriptions if d.get("type") in (None, "", "1", "general")] or descriptions
     description = _pick(_texts(general, default_lang))
-    orgs = activity.findall("reporting-org")
-    provider = _pick(_texts(orgs[:1], default_lang)) or (orgs[0].get("ref") or "").strip() if orgs else ""
-    if not provider:
-        raise _Refused("no reporting-org name or ref")
     asean, codes = _countries(activity)
     if not codes:
         has_region = activity.find("recipient-region") is not None
         raise _Refused(
-            "no recipient-country (a recipient-region alone is not enough)" if has_region else "no recipient-country"
+            "no recipient-country (a recipient-region alone is not enough)"
+            if has_region
+            else "no recipient-country"
         )
     if not asean:
         shown = ", ".join(sorted(set(codes))[:8])
         raise _Refused(f"no ASEAN member state among recipient countries ({shown})")
+    provider = _provider(activity, default_lang)
+    if not provider:
+        raise _Refused("no reporting-org (nor a funding participating-org) to name the provider")
     start, end = _dates(activity)
     status_el = activity.find("activity-status")
     status = _STATUS.get((status_el.get("code") or "").strip()) if status_el is not None else None
@@ -293,7 +323,7 @@ def _activity(activity: ET.Element, default_lang: str | None) -> ActivityRecord:
             beneficiaries=asean,
             start=start,
             end=end,
-            modality=_modality(title),
+            modality=_modality(title) or _modality(description),
             status=status,
             source=IATI_SOURCE,
         )
@@ -317,6 +347,8 @@ def parse_iati(xml_bytes: bytes) -> tuple[list[ActivityRecord], list[Refusal]]:
         return [], [Refusal(ref=FILE_REF, reason=str(e))]
     except (ET.ParseError, ValueError, LookupError) as e:
         return [], [Refusal(ref=FILE_REF, reason=f"not well-formed XML: {e}")]
+    except Exception as e:  # e.g. RecursionError on absurd nesting: still a reason, never a traceback
+        return [], [Refusal(ref=FILE_REF, reason=f"unreadable XML ({type(e).__name__})")]
     name = _local(root.tag)
     if name == "iati-activities":
         activities = [el for el in root if el.tag == "iati-activity"]
@@ -326,8 +358,11 @@ def parse_iati(xml_bytes: bytes) -> tuple[list[ActivityRecord], list[Refusal]]:
         activities = [root]  # a version-1 single-activity document
     else:
         return [], [
-            Refusal(ref=FILE_REF, reason=f"not an IATI activity file: root element is <{name}>, "
-                                         "expected <iati-activities> or <iati-activity>")
+            Refusal(
+                ref=FILE_REF,
+                reason=f"not an IATI activity file: root element is <{name}>, "
+                "expected <iati-activities> or <iati-activity>",
+            )
         ]
     default_lang = root.get(_XML_LANG)
     records: list[ActivityRecord] = []
@@ -367,7 +402,8 @@ def _record(obj: Any, where: str) -> ActivityRecord:
 
 def _ref(obj: Any, where: str) -> str:
     ident = obj.get("id") if isinstance(obj, dict) else None
-    return ident.strip()[:200] if isinstance(ident, str) and ident.strip() else where
+    ok = isinstance(ident, str) and ident.strip() and "\x00" not in ident
+    return ident.strip()[:200] if ok and isinstance(ident, str) else where
 
 
 def parse_jsonl(data: bytes) -> tuple[list[ActivityRecord], list[Refusal]]:
@@ -426,8 +462,8 @@ def _sniff(data: bytes, name: str) -> FileFormat:
         return "jsonl"
     if head == b"[":
         return "json"
-    suffix = Path(name).suffix.lower()
-    return {".xml": "iati", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}.get(suffix, "unknown")
+    suffixes: dict[str, FileFormat] = {".xml": "iati", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
+    return suffixes.get(Path(name).suffix.lower(), "unknown")
 
 
 def parse_catalogue(data: bytes, name: str = "") -> tuple[FileFormat, list[ActivityRecord], list[Refusal]]:
@@ -439,7 +475,9 @@ def parse_catalogue(data: bytes, name: str = "") -> tuple[FileFormat, list[Activ
         return (fmt, *parse_jsonl(data))
     if fmt == "json":
         return (fmt, *_parse_json_array(data))
-    reason = "empty file" if not data.strip() else "unrecognised format: expected IATI XML or JSONL activities"
+    reason = (
+        "empty file" if not data.strip() else "unrecognised format: expected IATI XML or JSONL activities"
+    )
     return fmt, [], [Refusal(ref=FILE_REF, reason=reason)]
 
 
@@ -450,12 +488,15 @@ async def import_catalogue(sessionmaker: async_sessionmaker[AsyncSession], path:
         if size > MAX_FILE_BYTES:
             return ImportReport(
                 format="unknown",
-                refused=[Refusal(ref=FILE_REF, reason=f"file larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")],
+                refused=[
+                    Refusal(ref=FILE_REF, reason=f"file larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+                ],
             )
         data = await asyncio.to_thread(path.read_bytes)
     except OSError as e:
-        return ImportReport(format="unknown", refused=[Refusal(ref=FILE_REF, reason=f"cannot read {path}: "
-                                                                                   f"{e.strerror or e}")])
+        return ImportReport(
+            format="unknown", refused=[Refusal(ref=FILE_REF, reason=f"cannot read {path}: {e.strerror or e}")]
+        )
     fmt, records, refusals = await asyncio.to_thread(parse_catalogue, data, path.name)
     rows = [activity_row(r) for r in records]
     if rows:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,8 +38,9 @@ _CHUNK = 500
 
 
 async def upsert(session: AsyncSession, model: type[Base], rows: Sequence[dict[str, Any]]) -> int:
-    """`INSERT ... ON CONFLICT (pk) DO UPDATE` every row (later duplicates of an id win). Returns the count."""
+    """`INSERT ... ON CONFLICT (pk) DO UPDATE` every row (a later duplicate key wins); returns the count."""
     table = model.__table__
+    assert isinstance(table, Table)
     pk = [c.name for c in table.primary_key.columns]
     unique: dict[tuple[Any, ...], dict[str, Any]] = {tuple(r[k] for k in pk): r for r in rows}
     values = list(unique.values())
@@ -82,7 +84,9 @@ def _rows(ref: ReferenceData) -> list[tuple[type[Base], list[dict[str, Any]]]]:
                     "home_administration": e.home_administration,
                     "email": e.email,
                     "unavailable": {
-                        "periods": [{"from": p.from_.isoformat(), "to": p.to.isoformat()} for p in e.unavailable]
+                        "periods": [
+                            {"from": p.from_.isoformat(), "to": p.to.isoformat()} for p in e.unavailable
+                        ]
                     },
                     "invitations_12m": e.invitations_12m,
                 }

@@ -40,7 +40,9 @@ Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_l
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")]
 AdministrationCode = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z-]{1,15}$")]
-Beneficiary = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=2, max_length=8)]
+Beneficiary = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_upper=True, min_length=2, max_length=8)
+]
 
 
 class ReferenceDataError(ValueError):
@@ -227,7 +229,9 @@ class ReferenceData(_Model):
         _unique("topic", [t.id.value for t in self.topics])
         _unique("SPCD priority", [p.id.value for p in self.spcd_priorities])
         org_ids = {o.id for o in self.organisations}
-        missing_orgs = [o for o in (*MEMBER_STATE_CODES, *(x.value for x in Organisation)) if o not in org_ids]
+        missing_orgs = [
+            o for o in (*MEMBER_STATE_CODES, *(x.value for x in Organisation)) if o not in org_ids
+        ]
         if missing_orgs:
             raise ValueError(f"organisations missing: {', '.join(missing_orgs)}")
         unlabelled = [t.value for t in Topic if t not in {x.id for x in self.topics}]
@@ -258,7 +262,8 @@ def parse_reference(raw: bytes | str, *, source: str = "reference data") -> Refe
         return ReferenceData.model_validate(data)
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in e.errors()[:20]
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in e.errors()[:20]
         )
         raise ReferenceDataError(f"{source}: {e.error_count()} problem(s): {problems}") from None
 

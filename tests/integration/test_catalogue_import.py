@@ -104,16 +104,19 @@ def test_version_1_worked_example_is_attempted() -> None:
     records, refusals = parse_iati((IATI_REFERENCE / "worked-example-v1.xml").read_bytes())
     assert records == []
     assert [(r.ref, r.reason) for r in refusals] == [
-        ("http://www.example.org/activities/12345.xml", "no ASEAN member state among recipient countries (HT)")
+        (
+            "http://www.example.org/activities/12345.xml",
+            "no ASEAN member state among recipient countries (HT)",
+        )
     ]
     usable = (
         (IATI_REFERENCE / "worked-example-v1.xml")
         .read_bytes()
         .replace(b'code="HT">Haiti', b'code="KH">Cambodia')
-        .replace(b"<iati-activity ", b'<iati-activity><reporting-org ref="XM-EX">Example Agency</reporting-org', 1)
-        .replace(b'<iati-activity><reporting-org ref="XM-EX">Example Agency</reporting-org'
-                 b'default-currency="GBP" xml:lang="en">', b'<iati-activity default-currency="GBP" xml:lang="en">'
-                 b'<reporting-org ref="XM-EX">Example Agency</reporting-org>')
+        .replace(
+            b"</iati-identifier>",
+            b'</iati-identifier><reporting-org ref="XM-EX">Example Agency</reporting-org>',
+        )
     )
     records, refusals = parse_iati(usable)
     assert refusals == []
@@ -168,9 +171,16 @@ def test_activity_level_refusals_and_heuristics() -> None:
     cases = [
         (_act('<recipient-region code="789"/>'), "a recipient-region alone is not enough"),
         (_act(""), "no recipient-country"),
-        (_act(kh + '<activity-date type="2" iso-date="31/12/2027"/>'), "unparseable activity-date start-actual"),
         (
-            _act(kh + '<activity-date type="1" iso-date="2027-05-01"/><activity-date type="3" iso-date="2027-01-01"/>'),
+            _act(kh + '<activity-date type="2" iso-date="31/12/2027"/>'),
+            "unparseable activity-date start-actual",
+        ),
+        (
+            _act(
+                kh
+                + '<activity-date type="1" iso-date="2027-05-01"/>'
+                + '<activity-date type="3" iso-date="2027-01-01"/>'
+            ),
             "before start date",
         ),
         (_act(kh, ident=""), "missing iati-identifier"),
@@ -188,7 +198,7 @@ def test_activity_level_refusals_and_heuristics() -> None:
                 '<recipient-country code="kh"/><recipient-country code="FR"/><sector code="33120"/>'
             )
             + _act(
-                '<description><narrative>Webinar series on post-clearance audit</narrative></description>'
+                "<description><narrative>Webinar series on post-clearance audit</narrative></description>"
                 '<activity-status code="6"/><recipient-country code="TL"/><sector code="33120"/>',
                 ident="XX-2",
             )
@@ -205,7 +215,11 @@ def test_activity_level_refusals_and_heuristics() -> None:
 
 
 def test_utf16_iati_is_read() -> None:
-    raw = _doc(_act('<recipient-country code="MY"/>')).decode().replace('version="1.0"', 'version="1.0" encoding="UTF-16"')
+    raw = (
+        _doc(_act('<recipient-country code="MY"/>'))
+        .decode()
+        .replace('version="1.0"', 'version="1.0" encoding="UTF-16"')
+    )
     records, refusals = parse_iati(raw.encode("utf-16"))
     assert refusals == [] and records[0].beneficiaries == ["MY"]
 
@@ -237,7 +251,9 @@ async def test_jsonl_imports_good_lines_and_reports_bad_ones(
         _line("ACT-TEST-JSONL-1"),
         _line("ACT-TEST-JSONL-2", topics=["aeo-mra", "astrology"]),
         "",
-        _line("ACT-TEST-JSONL-3", beneficiaries=["ASEAN"], modality="study visit", start="2027-06-01", end=None),
+        _line(
+            "ACT-TEST-JSONL-3", beneficiaries=["ASEAN"], modality="study visit", start="2027-06-01", end=None
+        ),
         '{"id": "ACT-TEST-JSONL-4", "title": ',
         _line("ACT-TEST-JSONL-5", start="2027-07-01", end="2027-06-01"),
         "[1, 2]",

@@ -1,4 +1,4 @@
-"""Reference data: the packaged file is valid and complete, seeding is idempotent, a bad file writes nothing."""
+"""Reference data: the packaged file is complete, seeding is idempotent, a bad file writes nothing."""
 
 from __future__ import annotations
 
@@ -70,13 +70,17 @@ async def test_seed_twice_gives_the_same_rows(sessionmaker: async_sessionmaker[A
     before = {name: await _count(sessionmaker, model) for name, model in TABLES.items()}
     second = await seed(sessionmaker)
     after = {name: await _count(sessionmaker, model) for name, model in TABLES.items()}
-    assert first == second == {
-        "organisations": len(ref.organisations),
-        "experts": len(ref.experts),
-        "programmes": len(ref.programmes),
-        "meetings": len(ref.meetings),
-        "catalogue_activities": len(ref.catalogue),
-    }
+    assert (
+        first
+        == second
+        == {
+            "organisations": len(ref.organisations),
+            "experts": len(ref.experts),
+            "programmes": len(ref.programmes),
+            "meetings": len(ref.meetings),
+            "catalogue_activities": len(ref.catalogue),
+        }
+    )
     assert before == after
     async with sessionmaker() as s:
         experts = {e.id: e for e in (await s.execute(select(ExpertRow))).scalars()}
@@ -97,7 +101,9 @@ async def test_seed_twice_gives_the_same_rows(sessionmaker: async_sessionmaker[A
     }
 
 
-async def test_seed_updates_changed_rows(sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path) -> None:
+async def test_seed_updates_changed_rows(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
     data = _raw()
     data["meetings"][0]["place"] = "Luang Prabang, Lao PDR"
     changed = tmp_path / "reference.json"
@@ -125,19 +131,27 @@ def _bad_files(tmp_path: Path) -> list[tuple[Path, str]]:
 
     add("not-json.json", "{ this is not json", "not valid JSON")
     d = _raw()
-    d["organisations"].append({"id": "ZZ", "name": "Nowhere Customs", "kind": "member_state", "calendar": "ZZ"})
+    d["organisations"].append(
+        {"id": "ZZ", "name": "Nowhere Customs", "kind": "member_state", "calendar": "ZZ"}
+    )
     d["experts"][-1]["topics"] = ["risk-management", "astrology"]
     add("bad-topic.json", d, "experts")
     d = _raw()
-    d["organisations"].append({"id": "ZZ", "name": "Nowhere Customs", "kind": "member_state", "calendar": "ZZ"})
+    d["organisations"].append(
+        {"id": "ZZ", "name": "Nowhere Customs", "kind": "member_state", "calendar": "ZZ"}
+    )
     d["topics"] = d["topics"][1:]
     add("unlabelled-topic.json", d, "topics without a label")
     d = _raw()
-    d["organisations"].append({"id": "ZZ", "name": "Nowhere Customs", "kind": "member_state", "calendar": "ZZ"})
+    d["organisations"].append(
+        {"id": "ZZ", "name": "Nowhere Customs", "kind": "member_state", "calendar": "ZZ"}
+    )
     d["experts"].append(dict(d["experts"][0]))
     add("duplicate-expert.json", d, "duplicate expert ids")
     d = _raw()
-    d["organisations"].append({"id": "ZZ", "name": "Nowhere Customs", "kind": "member_state", "calendar": "ZZ"})
+    d["organisations"].append(
+        {"id": "ZZ", "name": "Nowhere Customs", "kind": "member_state", "calendar": "ZZ"}
+    )
     d["meetings"][0]["agenda_cutoff"] = d["meetings"][0]["starts_on"]
     add("late-cutoff.json", d, "agenda_cutoff")
     return out
