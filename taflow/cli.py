@@ -98,16 +98,16 @@ def seed() -> None:
     from taflow.db.seed import seed as seed_reference_data
     from taflow.db.session import make_engine, make_sessionmaker
 
-    async def _run(url: str) -> None:
+    async def _run(url: str) -> dict[str, int]:
         engine = make_engine(url, pool_size=2)
         try:
-            await seed_reference_data(make_sessionmaker(engine))
+            return await seed_reference_data(make_sessionmaker(engine))
         finally:
             await engine.dispose()
 
     with database_url(_settings()) as url:
-        asyncio.run(_run(url))
-    typer.echo("reference data loaded")
+        counts = asyncio.run(_run(url))
+    typer.echo("reference data loaded: " + ", ".join(f"{table} {n}" for table, n in counts.items()))
 
 
 @app.command()

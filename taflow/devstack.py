@@ -174,7 +174,7 @@ def database_url(settings: Settings) -> Iterator[str]:
 
 
 def spawn(
-    cmd: Sequence[str], *, env: Mapping[str, str] | None = None, output: IO[bytes] | None = None
+    cmd: Sequence[str], *, env: Mapping[str, str] | None = None, output: IO[bytes] | int | None = None
 ) -> Process:
     """Start `cmd` as the leader of a new session/process group, stdin closed, output to ours
     (or `output`)."""
@@ -401,7 +401,7 @@ def api_is_healthy(settings: Settings) -> bool:
 
     try:
         return httpx.get(f"{api_url(settings)}/healthz", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
+    except Exception:  # not up yet (or a host httpx refuses): the API process itself will say why
         return False
 
 
@@ -436,10 +436,11 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM takes the Ctrl-C path; while stopping, further SIGINT/SIGTERM are ignored so the
-    clean-up itself cannot be interrupted (it is bounded by timeouts)."""
+def _interrupt_on_sigint_and_sigterm() -> Iterator[None]:
+    """Ctrl-C and SIGTERM both raise KeyboardInterrupt. Installed explicitly: a shell starting us in
+    the background leaves SIGINT ignored, which our children would otherwise inherit."""
     old_int, old_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         yield
@@ -449,6 +450,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _ignore_interrupts() -> None:
+    """While stopping: the clean-up is bounded by timeouts and must not be cut short."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
@@ -463,6 +465,7 @@ class DevStack:
         self.database_url = ""
         self.temporal_address = ""
         self.credentials: dict[str, str] = {}
+        self.started_at = time.monotonic()
 
     def say(self, msg: str) -> None:
         print(f"[taflow dev] {msg}", file=self.out, flush=True)
@@ -471,7 +474,8 @@ class DevStack:
         """Start everything, supervise until Ctrl-C/SIGTERM or a child dies, stop everything.
         Returns the process exit code."""
         stack = contextlib.ExitStack()
-        with _sigterm_as_interrupt():
+        self.started_at = time.monotonic()
+        with _interrupt_on_sigint_and_sigterm():
             try:
                 self.start(stack)
                 self.say(self.banner())
@@ -519,7 +523,7 @@ class DevStack:
     def launch_temporal(self, stack: contextlib.ExitStack) -> Process:
         self.say(f"starting the Temporal dev server ({temporal_db_file(self.settings)})")
         proc = launch_temporal_dev_server(self.settings)
-        stack.callback(self.stop_child, Child("temporal", proc))
+        stack.callback(self.stop_child, Child("Temporal dev server", proc))
         return proc
 
     def connect_temporal(self, proc: Process | None) -> str:
@@ -599,7 +603,7 @@ class DevStack:
         ui = temporal_ui_url(s) if not s.temporal_address else f"(external Temporal at {s.temporal_address})"
         db = "external" if s.database_url else f"embedded, data in {pgdata_dir(s)}"
         lines = [
-            "TAflow is up",
+            f"TAflow is up ({time.monotonic() - self.started_at:.0f} s)",
             f"  API           {api}",
             f"  API docs      {api}/docs",
             f"  Temporal UI   {ui}",

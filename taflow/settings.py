@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     invitation_response_days: int = 7
     invitation_token_days: int = 14
     dedup_window_days: int = 183
+    sla_policy_file: Path | None = None
+    """TOML file of SLA policies; unset: taflow/reference/sla.toml."""
     log_level: str = "INFO"
 
     @property

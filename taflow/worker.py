@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from taflow.activities.deadlines import DeadlineActivities
 from taflow.activities.dedup import DedupActivities
 from taflow.activities.matching import MatchingActivities
 from taflow.activities.notify import NotifyActivities
@@ -31,6 +33,7 @@ def build_worker(
     dedup = DedupActivities(sessionmaker, window_days=settings.dedup_window_days)
     matching = MatchingActivities(sessionmaker)
     notify = NotifyActivities(sessionmaker, settings.public_base_url)
+    deadlines = DeadlineActivities(settings.sla_policy_file)
     return Worker(
         client,
         task_queue=task_queue,
@@ -40,6 +43,8 @@ def build_worker(
             dedup.check_duplicates,
             matching.propose_match,
             notify.issue_invitation_link,
+            deadlines.start_clock,
+            deadlines.resume_clock,
         ],
     )
 
@@ -56,7 +61,8 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    asyncio.run(run(get_settings()))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C from the dev stack: the worker shuts down cleanly
+        asyncio.run(run(get_settings()))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ bearer = HTTPBearer(
 CHALLENGE = 'Bearer realm="taflow"'
 
 
-def _unauthorized(detail: str, *, invalid: bool) -> ProblemError:
+def unauthorized(detail: str, *, invalid: bool) -> ProblemError:
     challenge = CHALLENGE + (', error="invalid_token"' if invalid else "")
     return ProblemError("unauthorized", detail, headers={"WWW-Authenticate": challenge})
 
@@ -36,17 +36,17 @@ async def optional_actor(
     """The caller, or None when no Authorization header was sent; a wrong key is still a 401."""
     if credentials is None:
         if request.headers.get("authorization"):
-            raise _unauthorized("use `Authorization: Bearer <api key>`", invalid=True)
+            raise unauthorized("use `Authorization: Bearer <api key>`", invalid=True)
         return None
     actor = await authenticate(session, credentials.credentials.strip())
     if actor is None:
-        raise _unauthorized("unknown or revoked API key", invalid=True)
+        raise unauthorized("unknown or revoked API key", invalid=True)
     return actor
 
 
 async def current_actor(actor: Annotated[Actor | None, Depends(optional_actor)]) -> Actor:
     if actor is None:
-        raise _unauthorized("an API key is required: `Authorization: Bearer <api key>`", invalid=False)
+        raise unauthorized("an API key is required: `Authorization: Bearer <api key>`", invalid=False)
     return actor
 
 

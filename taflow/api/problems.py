@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -214,7 +213,7 @@ def problems_to_media_type(schema: dict[str, Any]) -> dict[str, Any]:
     for path in schema.get("paths", {}).values():
         for operation in path.values():
             for code, response in operation.get("responses", {}).items():
-                if not str(code)[0] in "45":
+                if str(code)[0] not in "45":
                     continue
                 content = response.get("content", {})
                 if "application/json" in content:
@@ -273,7 +272,9 @@ class BodyLimitMiddleware:
         body = b"".join(chunks)
         if body and scope.get("method") in BODY_METHODS and path.startswith("/v1/"):
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
-            if not (ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))):
+            if not (
+                ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))
+            ):
                 await problem_response(
                     "unsupported-media-type", "send the body as application/json", instance=path
                 )(scope, receive, send)

@@ -24,8 +24,8 @@ from taflow.domain.enums import (
     InvitationStatus,
     MemberState,
     Modality,
-    Role,
     RocbVerdict,
+    Role,
     SpcdPriority,
     Stage,
     Topic,
@@ -55,7 +55,8 @@ M = TypeVar("M", bound=BaseModel)
 
 DRAFT_EXAMPLE: dict[str, Any] = {
     "title": "Post-clearance audit capacity building for e-commerce consignments",
-    "description": "Training for 25 PCA officers on auditing low-value e-commerce importers, with case studies.",
+    "description": "Training for 25 PCA officers on auditing low-value e-commerce importers, "
+    "with case studies.",
     "topics": ["post-clearance-audit", "e-commerce"],
     "modality": "workshop",
     "desired_start": "2026-09-01",
@@ -85,12 +86,21 @@ class AsecReviewBody(Body):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"decision": "approve", "comment": "Aligned with SPCD digitalization.",
-                 "spcd_priorities": ["digitalization"]},
-                {"decision": "duplicate", "comment": "Covered by the 2026 regional PCA workshop.",
-                 "duplicate_of": "TA-2026-000012"},
-                {"decision": "consolidate", "comment": "Same need as Lao PDR's request.",
-                 "consolidate_into": "TA-2026-000031"},
+                {
+                    "decision": "approve",
+                    "comment": "Aligned with SPCD digitalization.",
+                    "spcd_priorities": ["digitalization"],
+                },
+                {
+                    "decision": "duplicate",
+                    "comment": "Covered by the 2026 regional PCA workshop.",
+                    "duplicate_of": "TA-2026-000012",
+                },
+                {
+                    "decision": "consolidate",
+                    "comment": "Same need as Lao PDR's request.",
+                    "consolidate_into": "TA-2026-000031",
+                },
                 {"decision": "request_changes", "comment": "Please name the number of participants."},
             ]
         },
@@ -133,8 +143,13 @@ class RocbMatchBody(Body):
         json_schema_extra={
             "examples": [
                 {"decision": "match", "comment": "Proposal confirmed."},
-                {"decision": "match", "expert_ids": ["EXP-007", "EXP-001"], "programme_id": "WCO-MERCATOR",
-                 "funding_partner": "JP-CCF", "comment": "EXP-007 speaks Lao."},
+                {
+                    "decision": "match",
+                    "expert_ids": ["EXP-007", "EXP-001"],
+                    "programme_id": "WCO-MERCATOR",
+                    "funding_partner": "JP-CCF",
+                    "comment": "EXP-007 speaks Lao.",
+                },
                 {"decision": "no_match", "comment": "No funding this round."},
             ]
         },
@@ -154,8 +169,12 @@ class CompletionBody(Body):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"report": "Workshop delivered to 24 officers; materials shared.",
-                          "delivered_on": "2026-09-05"}]
+            "examples": [
+                {
+                    "report": "Workshop delivered to 24 officers; materials shared.",
+                    "delivered_on": "2025-11-14",
+                }
+            ]
         },
     )
 
@@ -210,8 +229,10 @@ class InvitationResponseBody(Body):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"accept": True, "comment": "Happy to present."},
-                         {"accept": False, "comment": "On mission that week."}]
+            "examples": [
+                {"accept": True, "comment": "Happy to present."},
+                {"accept": False, "comment": "On mission that week."},
+            ]
         },
     )
 
@@ -228,8 +249,15 @@ class InvitationResponseBody(Body):
 class SubmissionView(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"id": "TA-2026-000042", "member_state": "KH", "stage": "submitted",
-                          "submitted_at": "2026-03-02T08:15:00Z", "href": "/v1/requests/TA-2026-000042"}]
+            "examples": [
+                {
+                    "id": "TA-2026-000042",
+                    "member_state": "KH",
+                    "stage": "submitted",
+                    "submitted_at": "2026-03-02T08:15:00Z",
+                    "href": "/v1/requests/TA-2026-000042",
+                }
+            ]
         }
     )
 
@@ -255,8 +283,15 @@ class DecisionView(BaseModel):
 class InvitationOutcomeView(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"invitation_id": "TA-2026-000042-1", "expert_id": "EXP-001", "status": "accepted",
-                          "comment": "Happy to present.", "responded_at": "2026-04-01T03:00:00Z"}]
+            "examples": [
+                {
+                    "invitation_id": "TA-2026-000042-1",
+                    "expert_id": "EXP-001",
+                    "status": "accepted",
+                    "comment": "Happy to present.",
+                    "responded_at": "2026-04-01T03:00:00Z",
+                }
+            ]
         }
     )
 
@@ -293,7 +328,9 @@ class TimelineEntry(BaseModel):
             seq=row.seq,
             at=row.at,
             kind=row.kind,
-            actor=Actor(subject=row.actor_subject, organisation=row.actor_organisation, role=Role(row.actor_role)),
+            actor=Actor(
+                subject=row.actor_subject, organisation=row.actor_organisation, role=Role(row.actor_role)
+            ),
             from_stage=Stage(row.from_stage) if row.from_stage else None,
             to_stage=Stage(row.to_stage) if row.to_stage else None,
             comment=row.comment,
@@ -332,8 +369,64 @@ class CompletionView(BaseModel):
     recorded_at: datetime
 
 
+REQUEST_VIEW_EXAMPLE: dict[str, Any] = {
+    "id": "TA-2026-000042",
+    "member_state": "KH",
+    "stage": "expert_invitation",
+    **{k: v for k, v in DRAFT_EXAMPLE.items() if k != "beneficiaries"},
+    "beneficiaries": ["KH", "LA"],
+    "sla_due_at": "2026-04-08T09:00:00Z",
+    "waiting_on": "expert",
+    "duplicate_candidates": [
+        {
+            "kind": "activity",
+            "id": "XM-DAC-47066-PCA-2025",
+            "title": "Regional PCA workshop 2025",
+            "relation": "consolidation_suggested",
+            "score": 0.71,
+            "provider": "WCO",
+            "evidence": {},
+        }
+    ],
+    "match": {
+        "candidates": [
+            {
+                "expert_id": "EXP-001",
+                "name": "A. Expert",
+                "score": 0.92,
+                "reasons": ["covers post-clearance-audit", "speaks en"],
+            }
+        ],
+        "expert_ids": ["EXP-001"],
+        "programme_id": "WCO-MERCATOR",
+        "funding_partner": "JP-CCF",
+    },
+    "invitation": {
+        "id": "TA-2026-000042-1",
+        "expert_id": "EXP-001",
+        "status": "pending",
+        "respond_by": "2026-04-08T09:00:00Z",
+    },
+    "timeline": [
+        {
+            "seq": 1,
+            "at": "2026-03-02T08:15:00Z",
+            "kind": "submitted",
+            "to_stage": "submitted",
+            "actor": {"subject": "kh-coordinator", "organisation": "KH", "role": "requester"},
+            "comment": "",
+        }
+    ],
+    "submitted_at": "2026-03-02T08:15:00Z",
+    "updated_at": "2026-04-01T09:00:00Z",
+    "version": 9,
+}
+
+
 class RequestView(BaseModel):
     """One TA request as its caller may see it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [REQUEST_VIEW_EXAMPLE]})
 
     id: str
     member_state: MemberState
@@ -362,7 +455,11 @@ class RequestView(BaseModel):
 
     @classmethod
     def of_state(
-        cls, state: RequestState, *, timeline: list[TimelineEntry] | None = None, waiting_on: str | None = None
+        cls,
+        state: RequestState,
+        *,
+        timeline: list[TimelineEntry] | None = None,
+        waiting_on: str | None = None,
     ) -> RequestView:
         d = state.draft
         match = None
@@ -387,7 +484,9 @@ class RequestView(BaseModel):
         completion = None
         if state.completion is not None:
             c = state.completion
-            completion = CompletionView(report=c.report, delivered_on=c.delivered_on, recorded_at=c.recorded_at)
+            completion = CompletionView(
+                report=c.report, delivered_on=c.delivered_on, recorded_at=c.recorded_at
+            )
         return cls(
             id=state.request_id,
             member_state=state.member_state,
@@ -417,6 +516,27 @@ class RequestView(BaseModel):
 
 
 class RequestSummary(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "TA-2026-000042",
+                    "member_state": "KH",
+                    "stage": "asec_review",
+                    "title": DRAFT_EXAMPLE["title"],
+                    "topics": ["post-clearance-audit"],
+                    "modality": "workshop",
+                    "desired_start": "2026-09-01",
+                    "desired_end": "2026-09-05",
+                    "sla_due_at": "2026-03-16T09:00:00Z",
+                    "waiting_on": "asec_reviewer",
+                    "submitted_at": "2026-03-02T08:15:00Z",
+                    "updated_at": "2026-03-02T08:16:00Z",
+                }
+            ]
+        }
+    )
+
     id: str
     member_state: MemberState
     stage: Stage
@@ -450,11 +570,15 @@ class RequestSummary(BaseModel):
 
 class RequestPage(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"items": [], "next_cursor": "WyIyMDI2LTAzLTAyVDA4OjE1OjAwKzAwOjAwIiwi"}]}
+        json_schema_extra={
+            "examples": [{"items": [], "next_cursor": "WyIyMDI2LTAzLTAyVDA4OjE1OjAwKzAwOjAwIiwi"}]
+        }
     )
 
     items: list[RequestSummary]
-    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page; null at the end")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null at the end"
+    )
 
 
 ACTIONS: dict[Stage, str] = {
@@ -469,6 +593,24 @@ ACTIONS: dict[Stage, str] = {
 
 
 class InboxItem(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "TA-2026-000042",
+                    "member_state": "KH",
+                    "stage": "asec_review",
+                    "title": DRAFT_EXAMPLE["title"],
+                    "waiting_on": "asec_reviewer",
+                    "sla_due_at": "2026-03-16T09:00:00Z",
+                    "updated_at": "2026-03-02T08:16:00Z",
+                    "action": "asec-review",
+                    "href": "/v1/requests/TA-2026-000042/asec-review",
+                }
+            ]
+        }
+    )
+
     request_id: str
     member_state: MemberState
     stage: Stage

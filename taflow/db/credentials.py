@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from taflow.db.models import ApiKeyRow, OrganisationRow
+from taflow.db.models import ApiKeyRow, InvitationTokenRow, OrganisationRow
 from taflow.domain.enums import MemberState, Organisation, Role
 from taflow.domain.models import Actor
 
@@ -128,15 +128,16 @@ DEV_EXPERT_ID = "EXP-001"
 ORGANISATION_KINDS: dict[str, str] = {
     **{m.value: "member_state" for m in MemberState},
     Organisation.ASEC.value: "secretariat",
-    Organisation.ROCB_AP.value: "rocb",
-    Organisation.WCO.value: "wco",
+    Organisation.ROCB_AP.value: "regional_office",
+    Organisation.WCO.value: "international_organisation",
 }
 
 
 def dev_identities() -> dict[str, tuple[str, Role, str]]:
     """`"<org>/<role>"` -> (organisation, role, subject) for every demo credential of the dev stack."""
     out: dict[str, tuple[str, Role, str]] = {
-        f"{m.value}/requester": (m.value, Role.requester, f"{m.value.lower()}-coordinator") for m in MemberState
+        f"{m.value}/requester": (m.value, Role.requester, f"{m.value.lower()}-coordinator")
+        for m in MemberState
     }
     others = [
         (Organisation.ASEC.value, Role.asec_reviewer, "asec-reviewer"),
@@ -155,7 +156,9 @@ async def ensure_organisations(session: AsyncSession, ids: list[str]) -> None:
     """Minimal organisation rows so keys can reference them; the reference seeder may enrich them."""
     rows = [{"id": i, "name": i, "kind": ORGANISATION_KINDS.get(i, "other")} for i in ids]
     if rows:
-        await session.execute(insert(OrganisationRow).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+        await session.execute(
+            insert(OrganisationRow).values(rows).on_conflict_do_nothing(index_elements=["id"])
+        )
 
 
 def _read_existing(path: Path) -> dict[str, str]:
@@ -185,7 +188,9 @@ def _write_private(path: Path, data: dict[str, str]) -> None:
         raise
 
 
-async def ensure_dev_credentials(sessionmaker: async_sessionmaker[AsyncSession], path: Path) -> dict[str, str]:
+async def ensure_dev_credentials(
+    sessionmaker: async_sessionmaker[AsyncSession], path: Path
+) -> dict[str, str]:
     """Demo keys for every member state's requester and every other role, written to `path` (0600).
 
     Idempotent: keys already in the file that still authenticate as the same org/role are kept, so
@@ -205,8 +210,22 @@ async def ensure_dev_credentials(sessionmaker: async_sessionmaker[AsyncSession],
                     continue
             result[name] = await create_key(session, org, role, subject, label=f"dev {name}")
         await session.commit()
-    if result != existing or not path.exists():
+    if result != existing:
         _write_private(path, result)
     else:
         os.chmod(path, 0o600)
     return result
+
+
+# ---------------------------------------------------------------------------- invitation link tokens
+
+
+async def lock_invitation_token(session: AsyncSession, token: str) -> InvitationTokenRow | None:
+    """The token's row, locked FOR UPDATE so two concurrent uses of one link cannot both succeed."""
+    if not token or len(token) > MAX_KEY_LENGTH:
+        return None
+    return (
+        await session.execute(
+            select(InvitationTokenRow).where(InvitationTokenRow.digest == digest(token)).with_for_update()
+        )
+    ).scalar_one_or_none()

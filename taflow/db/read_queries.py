@@ -12,10 +12,16 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taflow.db.models import CatalogueActivityRow, InvitationTokenRow, RequestEventRow, RequestRow, SubmissionRow
+from taflow.db.models import (
+    CatalogueActivityRow,
+    InvitationTokenRow,
+    RequestEventRow,
+    RequestRow,
+    SubmissionRow,
+)
 from taflow.domain.enums import TERMINAL_STAGES, Role
 from taflow.domain.models import Actor
 
@@ -104,7 +110,9 @@ async def get_timeline(session: AsyncSession, request_id: str) -> list[RequestEv
     return list(
         (
             await session.execute(
-                select(RequestEventRow).where(RequestEventRow.request_id == request_id).order_by(RequestEventRow.seq)
+                select(RequestEventRow)
+                .where(RequestEventRow.request_id == request_id)
+                .order_by(RequestEventRow.seq)
             )
         ).scalars()
     )
@@ -120,7 +128,7 @@ async def list_requests(
 ) -> Page:
     """A page ordered by (updated_at, id) descending; the cursor is keyset, so pages never skip or repeat."""
     limit = max(1, min(limit, MAX_LIMIT))
-    query: Select[tuple[RequestRow]] = select(RequestRow).where(scope.clause())
+    query = select(RequestRow).where(scope.clause())
     if filters.stage:
         query = query.where(RequestRow.stage == filters.stage)
     if filters.member_state:
@@ -149,7 +157,9 @@ def inbox_clause(actor: Actor) -> ColumnElement[bool]:
     if role is Role.rocb_officer:
         return RequestRow.waiting_on == Role.rocb_officer.value
     if role is Role.requester:
-        return and_(RequestRow.waiting_on == Role.requester.value, RequestRow.member_state == actor.organisation)
+        return and_(
+            RequestRow.waiting_on == Role.requester.value, RequestRow.member_state == actor.organisation
+        )
     if role is Role.expert:
         return and_(RequestRow.waiting_on == Role.expert.value, RequestRow.expert_id == actor.subject)
     return false()

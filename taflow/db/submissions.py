@@ -102,7 +102,11 @@ async def record_submission(
         if existing.body_digest != digest:
             raise IdempotencyConflict(existing.request_id)
         return Submission(
-            existing.request_id, existing.member_state, existing.submitted_by, existing.created_at, created=False
+            existing.request_id,
+            existing.member_state,
+            existing.submitted_by,
+            existing.created_at,
+            created=False,
         )
     raise RuntimeError("could not record the submission after three attempts")
 

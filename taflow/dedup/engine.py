@@ -10,9 +10,13 @@ Two questions are asked about a new TA request (a ``Need``):
 * else, should it be **consolidated** with earlier requests of other member states that express the
   same need with overlapping windows (never with a request that is itself a duplicate)?
 
-The structural rules are hard filters (``eligibility``); text decides "same need". The text score
-compares bags of analysed terms (stems and glossary concepts, see ``text.py``) with TF-IDF cosines,
-title and whole text, plus the share of specific glossary concepts.
+The structural rules are hard filters (``*_rule`` functions); the text decides "same need". The
+score (``score_pair``) is the mean of four similarities: TF-IDF cosines of the whole texts, of the
+titles and of the need cores (title + the sentences that ask for help), and the overlap of topics;
+terms are stems and glossary concepts (acronyms, expansions, synonyms: see ``text.py`` and
+``glossary.toml``). A request that says it restates an earlier one gets a bonus against its own
+state's requests; two needs that name different members of a glossary family (e-waste vs plastic
+waste, express cargo vs passengers) are marked down.
 
 Corpus statistics: IDF comes from a ``CorpusStats`` object the caller supplies (document frequencies
 over the catalogue and the requests known so far; ``CorpusStats.from_texts`` or ``add``). When none is
@@ -34,7 +38,15 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from taflow.dedup.text import CONCEPT_PREFIX, Glossary, analyze, default_glossary
+from taflow.dedup.text import (
+    CONCEPT_PREFIX,
+    Glossary,
+    analyze,
+    default_glossary,
+    family_conflicts,
+    need_core,
+    says_resubmitted,
+)
 
 ASEAN = "ASEAN"
 REQUEST_WINDOW = timedelta(days=183)
@@ -55,8 +67,8 @@ class Need(_Frozen):
     description: str
     topics: list[str] = []
     modality: str = ""
-    desired_start: date | None = None
-    desired_end: date | None = None
+    desired_start: date
+    desired_end: date
     beneficiaries: list[str] = []
 
     @field_validator("modality")
@@ -78,8 +90,8 @@ class CatalogueItem(_Frozen):
     description: str
     topics: list[str] = []
     beneficiaries: list[str] = []
-    start: date | None = None
-    end: date | None = None
+    start: date
+    end: date
     modality: str = ""
 
     @property
@@ -113,11 +125,12 @@ class Evidence(_Frozen):
     score: float  # 0..1, the "same need" score
     text_similarity: float  # TF-IDF cosine over whole texts (0..1)
     title_similarity: float
-    shared_topics: tuple[str, ...]
+    core_similarity: float  # title + the sentences that ask for help
+    shared_topics: list[str]
     period_overlap_days: int  # desired window vs candidate window (0 when disjoint or unknown)
     same_beneficiary: bool  # same member state (request) / state listed or ASEAN (activity)
-    matched_terms: tuple[str, ...]  # shared terms after glossary expansion, most telling first
-    reasons: tuple[str, ...] = ()
+    matched_terms: list[str]  # shared terms after glossary expansion, most telling first
+    reasons: list[str] = []
 
 
 class RankedCandidate(_Frozen):
@@ -133,8 +146,8 @@ class Decision(_Frozen):
     need_id: str
     verdict: Verdict
     duplicate_of: str | None
-    consolidate_with: tuple[str, ...]
-    candidates: tuple[RankedCandidate, ...]
+    consolidate_with: list[str]
+    candidates: list[RankedCandidate]
 
 
 class PriorOutcome(_Frozen):
@@ -146,12 +159,13 @@ class PriorOutcome(_Frozen):
 
 
 class Settings(_Frozen):
-    """Thresholds on ``Evidence.score``: few and round on purpose."""
+    """Thresholds on ``Evidence.score``: few and round on purpose (one for duplicates, requests and
+    activities alike, one for consolidation); chosen on the dev set, see the test module."""
 
-    duplicate_request: float = 0.5
-    duplicate_activity: float = 0.5
+    duplicate_request: float = 0.45
+    duplicate_activity: float = 0.45
     consolidation: float = 0.5
-    shown: float = 0.2  # candidates below this are not listed
+    shown: float = 0.25  # candidates below this are not listed
     max_shown: int = 10
     request_window: timedelta = REQUEST_WINDOW
 
@@ -169,8 +183,9 @@ class CorpusStats:
     doc_freq: Counter[str] = field(default_factory=Counter)
 
     def add(self, text: str, glossary: Glossary | None = None) -> None:
+        """Count one document (``title + "\\n" + description``, as ``Need.text``)."""
         self.n_docs += 1
-        self.doc_freq.update(set(_terms(text, glossary or default_glossary())))
+        self.doc_freq.update(set(_terms_cached(text, glossary or default_glossary())))
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], glossary: Glossary | None = None) -> CorpusStats:
@@ -188,37 +203,108 @@ def _terms_cached(text: str, glossary: Glossary) -> tuple[str, ...]:
     return tuple(analyze(text, glossary))
 
 
-def _terms(text: str, glossary: Glossary) -> tuple[str, ...]:
-    return _terms_cached(text, glossary)
-
-
 # ----------------------------------------------------------------------------------------------- scoring
-def _vector(terms: Sequence[str], stats: CorpusStats) -> dict[str, float]:
-    tf = Counter(terms)
-    vec = {t: (1.0 + math.log(c)) * stats.idf(t) for t, c in tf.items()}
+RESUBMISSION_BONUS = 0.1  # a request that says it restates an earlier one, vs its own state's requests
+CONFLICT_FACTOR = 0.5  # the two needs name different members of a glossary family
+MODALITY_PENALTY = 0.1  # the two ask for different kinds of help (group learning vs advisory mission)
+
+
+_Weights = tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """Analysed terms of one request or activity, with sublinear term frequencies (cached by text)."""
+
+    title: _Weights
+    full: _Weights
+    core: _Weights
+    core_terms: frozenset[str]
+    resubmitted: bool
+
+
+def _tf(terms: Sequence[str]) -> _Weights:
+    return tuple((t, 1.0 + math.log(c)) for t, c in Counter(terms).items())
+
+
+@lru_cache(maxsize=8192)
+def _profile_cached(title: str, description: str, glossary: Glossary) -> _Profile:
+    core = analyze(need_core(title, description), glossary)
+    text = f"{title}\n{description}"
+    return _Profile(
+        title=_tf(analyze(title, glossary)),
+        full=_tf(_terms_cached(text, glossary)),
+        core=_tf(core),
+        core_terms=frozenset(core),
+        resubmitted=says_resubmitted(text, glossary),
+    )
+
+
+def _profile(item: Candidate, glossary: Glossary) -> _Profile:
+    return _profile_cached(item.title, item.description, glossary)
+
+
+class _Idf:
+    """IDF lookups memoised for one decision (the statistics do not change meanwhile)."""
+
+    def __init__(self, stats: CorpusStats) -> None:
+        self._stats = stats
+        self._memo: dict[str, float] = {}
+
+    def __call__(self, term: str) -> float:
+        v = self._memo.get(term)
+        if v is None:
+            v = self._memo[term] = self._stats.idf(term)
+        return v
+
+
+@dataclass(frozen=True)
+class _Query:
+    """The need's TF-IDF vectors, normalised and multiplied by IDF once more, so that the cosine with
+    a candidate is one pass over the candidate's terms: sum(tf_c * q) / |c|."""
+
+    title: dict[str, float]
+    full: dict[str, float]
+    core: dict[str, float]
+
+
+def _query_vector(weights: _Weights, idf: _Idf) -> dict[str, float]:
+    vec = {t: w * idf(t) for t, w in weights}
     norm = math.sqrt(sum(v * v for v in vec.values()))
-    return {t: v / norm for t, v in vec.items()} if norm else {}
+    return {t: v * idf(t) / norm for t, v in vec.items()} if norm else {}
 
 
-def _cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
-    if len(a) > len(b):
-        a, b = b, a
-    return sum(v * b.get(t, 0.0) for t, v in a.items())
+def _query(p: _Profile, idf: _Idf) -> _Query:
+    return _Query(_query_vector(p.title, idf), _query_vector(p.full, idf), _query_vector(p.core, idf))
 
 
-def _window(c: Candidate) -> tuple[date | None, date | None]:
+def _cosine(query: Mapping[str, float], weights: _Weights, idf: _Idf) -> tuple[float, dict[str, float]]:
+    """Cosine between the need (``query``) and a candidate's weights, and each shared term's part."""
+    dot = 0.0
+    sq = 0.0
+    shared: dict[str, float] = {}
+    for t, w in weights:
+        i = idf(t)
+        sq += (w * i) ** 2
+        q = query.get(t)
+        if q is not None:
+            shared[t] = w * q
+            dot += w * q
+    if not sq:
+        return 0.0, {}
+    norm = math.sqrt(sq)
+    return dot / norm, {t: v / norm for t, v in shared.items()}
+
+
+def _window(c: Candidate) -> tuple[date, date]:
     if isinstance(c, CatalogueItem):
         return c.start, c.end
     return c.desired_start, c.desired_end
 
 
-def overlap_days(a: tuple[date | None, date | None], b: tuple[date | None, date | None]) -> int:
-    """Days shared by two inclusive date ranges (0 if disjoint or unknown)."""
-    if None in a or None in b:
-        return 0
-    start = max(a[0], b[0])  # type: ignore[type-var]
-    end = min(a[1], b[1])  # type: ignore[type-var]
-    return max(0, (end - start).days + 1)  # type: ignore[operator]
+def overlap_days(a: tuple[date, date], b: tuple[date, date]) -> int:
+    """Days shared by two inclusive date ranges (0 if disjoint)."""
+    return max(0, (min(a[1], b[1]) - max(a[0], b[0])).days + 1)
 
 
 def _same_beneficiary(need: Need, c: Candidate) -> bool:
@@ -233,53 +319,73 @@ def score_pair(
     stats: CorpusStats | None = None,
     glossary: Glossary | None = None,
 ) -> Evidence:
-    """How much ``candidate`` expresses the same need as ``need`` (text and topics; no structural rule)."""
+    """How much ``candidate`` expresses the same need as ``need``: text, topics, who asks.
+
+    The score is the mean of four similarities in 0..1: TF-IDF cosine of the whole texts, of the
+    titles, of the need cores (title and help-wanted sentences) and the Jaccard overlap of topics;
+    plus ``RESUBMISSION_BONUS`` when the need says it restates an earlier request and the candidate
+    is a request of the same state; times ``CONFLICT_FACTOR`` when the two cores name different
+    members of a glossary family (e-waste vs plastic waste, express cargo vs passengers, ...).
+    Structural rules (states, dates) are not applied here: see ``decide``.
+    """
     g = glossary or default_glossary()
     if stats is None:
         stats = CorpusStats.from_texts([need.text, candidate.text], g)
-    n_title, n_all = _terms(need.title, g), _terms(need.text, g)
-    c_title, c_all = _terms(candidate.title, g), _terms(candidate.text, g)
-    v_need, v_cand = _vector(n_all, stats), _vector(c_all, stats)
-    text_sim = _cosine(v_need, v_cand)
-    title_sim = _cosine(_vector(n_title, stats), _vector(c_title, stats))
-    shared_topics = tuple(t for t in need.topics if t in candidate.topics)
+    idf = _Idf(stats)
+    return _score(need, _profile(need, g), _query(_profile(need, g), idf), candidate, idf, g)
+
+
+def _score(need: Need, np_: _Profile, nq: _Query, candidate: Candidate, idf: _Idf, g: Glossary) -> Evidence:
+    cp = _profile(candidate, g)
+    text_sim, parts = _cosine(nq.full, cp.full, idf)
+    title_sim, _ = _cosine(nq.title, cp.title, idf)
+    core_sim, _ = _cosine(nq.core, cp.core, idf)
+    shared_topics = [t for t in need.topics if t in candidate.topics]
     topic_union = set(need.topics) | set(candidate.topics)
     topic_sim = len(shared_topics) / len(topic_union) if topic_union else 0.0
+    score = (text_sim + title_sim + core_sim + topic_sim) / 4
 
-    shared = set(v_need) & set(v_cand)
-    ranked = sorted(shared, key=lambda t: -(v_need[t] * v_cand[t]))
-    matched = tuple(g.label(t) for t in ranked[:8])
-
-    score = _combine(text_sim, title_sim, topic_sim)
-    ov = overlap_days((need.desired_start, need.desired_end), _window(candidate))
-    same_ben = _same_beneficiary(need, candidate)
-
-    reasons: list[str] = []
-    reasons.append(f"text similarity {text_sim:.2f} (titles {title_sim:.2f})")
+    reasons: list[str] = [
+        f"text similarity {text_sim:.2f}, titles {title_sim:.2f}, need cores {core_sim:.2f}"
+    ]
+    ranked = sorted(parts, key=lambda t: (-parts[t], t))
     concepts = [g.label(t) for t in ranked if t.startswith(CONCEPT_PREFIX)][:4]
     if concepts:
         reasons.append("shared concepts: " + ", ".join(concepts))
-    if shared_topics:
-        reasons.append("shared topics: " + ", ".join(shared_topics))
-    else:
-        reasons.append("no shared topic")
+    reasons.append("shared topics: " + ", ".join(shared_topics) if shared_topics else "no shared topic")
+
+    same_ben = _same_beneficiary(need, candidate)
+    if isinstance(candidate, Need) and same_ben and np_.resubmitted:
+        score += RESUBMISSION_BONUS
+        reasons.append("the request says it restates an earlier one of the same state")
+    conflicts = family_conflicts(np_.core_terms, cp.core_terms, g)
+    if conflicts:
+        score *= CONFLICT_FACTOR
+        for fid in conflicts:
+            mine = sorted(g.label(t) for t in np_.core_terms & g.families[fid])
+            theirs = sorted(g.label(t) for t in cp.core_terms & g.families[fid])
+            reasons.append(f"different need: {', '.join(mine)} vs {', '.join(theirs)}")
+
+    if need.modality and candidate.modality:
+        mine_kind, their_kind = g.modality_group(need.modality), g.modality_group(candidate.modality)
+        if mine_kind != their_kind:
+            score -= MODALITY_PENALTY
+            reasons.append(f"different kind of help: {need.modality} vs {candidate.modality}")
+
+    ov = overlap_days((need.desired_start, need.desired_end), _window(candidate))
     reasons.append(f"windows overlap {ov} days" if ov else "windows do not overlap")
     return Evidence(
         candidate_id=candidate.id,
-        score=score,
+        score=round(min(1.0, max(0.0, score)), 4),
         text_similarity=round(text_sim, 4),
         title_similarity=round(title_sim, 4),
+        core_similarity=round(core_sim, 4),
         shared_topics=shared_topics,
         period_overlap_days=ov,
         same_beneficiary=same_ben,
-        matched_terms=matched,
-        reasons=tuple(reasons),
+        matched_terms=[g.label(t) for t in ranked[:8]],
+        reasons=reasons,
     )
-
-
-def _combine(text_sim: float, title_sim: float, topic_sim: float) -> float:
-    s = 0.6 * text_sim + 0.25 * title_sim + 0.15 * topic_sim
-    return round(min(1.0, max(0.0, s)), 4)
 
 
 # --------------------------------------------------------------------------------------- structural rules
@@ -298,7 +404,7 @@ def activity_duplicate_rule(need: Need, item: CatalogueItem) -> str | None:
     """None when ``item`` may cover ``need`` (lists the state, overlaps, not ended), else why not."""
     if not item.lists(need.member_state):
         return f"does not list {need.member_state}"
-    if item.end is not None and item.end < need.submitted_at.date():
+    if item.end < need.submitted_at.date():
         return "ended before the request was submitted"
     if overlap_days((need.desired_start, need.desired_end), (item.start, item.end)) <= 0:
         return "does not overlap the desired window"
@@ -311,7 +417,10 @@ def consolidation_rule(need: Need, earlier: Need) -> str | None:
         return "same member state"
     if earlier.submitted_at >= need.submitted_at:
         return "not submitted before"
-    if overlap_days((need.desired_start, need.desired_end), (earlier.desired_start, earlier.desired_end)) <= 0:
+    if (
+        overlap_days((need.desired_start, need.desired_end), (earlier.desired_start, earlier.desired_end))
+        <= 0
+    ):
         return "desired windows do not overlap"
     return None
 
@@ -337,7 +446,12 @@ def decide(
     prior = prior_outcomes or {}
     earlier = [r for r in earlier_needs if r.id != need.id and r.submitted_at < need.submitted_at]
     if stats is None:
-        stats = CorpusStats.from_texts([need.text, *(r.text for r in earlier), *(a.text for a in catalogue)], g)
+        stats = CorpusStats.from_texts(
+            [need.text, *(r.text for r in earlier), *(a.text for a in catalogue)], g
+        )
+    idf = _Idf(stats)
+    np_ = _profile(need, g)
+    nq = _query(np_, idf)
     by_id: dict[str, Candidate] = {r.id: r for r in earlier}
     by_id.update({a.id: a for a in catalogue})
 
@@ -346,7 +460,7 @@ def decide(
     con_options: list[tuple[float, str]] = []
 
     for item in catalogue:
-        ev = score_pair(need, item, stats, g)
+        ev = _score(need, np_, nq, item, idf, g)
         why_not = activity_duplicate_rule(need, item)
         eligible = why_not is None
         if eligible and ev.score >= cfg.duplicate_activity:
@@ -355,30 +469,43 @@ def decide(
             ev = _with_reason(ev, f"not a duplicate target: {why_not}")
         rel = Relation.duplicate_activity if eligible else Relation.none
         ranked.append(
-            RankedCandidate(candidate_id=item.id, kind="activity", relation=rel, eligible=eligible, evidence=ev)
+            RankedCandidate(
+                candidate_id=item.id, kind="activity", relation=rel, eligible=eligible, evidence=ev
+            )
         )
 
     for r in earlier:
         outcome = prior.get(r.id)
-        ev = score_pair(need, r, stats, g)
+        ev = _score(need, np_, nq, r, idf, g)
         if outcome is not None and outcome.duplicate_of:
+            # folded into its canonical item: never a target itself, but its original may be
             target = _canonical(r.id, prior)
             resolved = by_id.get(target)
             ev = _with_reason(ev, f"{r.id} was judged a duplicate of {target}")
-            ok = False
-            if r.member_state == need.member_state and resolved is not None and ev.score >= cfg.duplicate_request:
-                if isinstance(resolved, CatalogueItem):
-                    ok = activity_duplicate_rule(need, resolved) is None
-                else:
-                    ok = request_duplicate_rule(need, resolved, cfg.request_window) is None and not _closed(
-                        resolved.id, prior
-                    )
-            if ok:
-                dup_options.append((ev.score, 0, target))
-            rel = Relation.duplicate_request if ok else Relation.none
+            rel, ok = Relation.none, False
+            if isinstance(resolved, CatalogueItem):
+                if r.member_state == need.member_state and activity_duplicate_rule(need, resolved) is None:
+                    rel, ok = Relation.duplicate_activity, True
+                    if ev.score >= cfg.duplicate_request:
+                        dup_options.append((ev.score, 1, target))
+            elif isinstance(resolved, Need) and not _closed(resolved.id, prior):
+                if resolved.member_state == need.member_state:
+                    if request_duplicate_rule(need, resolved, cfg.request_window) is None:
+                        rel, ok = Relation.duplicate_request, True
+                        if ev.score >= cfg.duplicate_request:
+                            dup_options.append((ev.score, 0, target))
+                elif consolidation_rule(need, resolved) is None:
+                    rel, ok = Relation.consolidation, True
+                    if ev.score >= cfg.consolidation:
+                        con_options.append((ev.score, target))
             ranked.append(
                 RankedCandidate(
-                    candidate_id=r.id, kind="request", relation=rel, eligible=ok, evidence=ev, resolved_to=target
+                    candidate_id=r.id,
+                    kind="request",
+                    relation=rel,
+                    eligible=ok,
+                    evidence=ev,
+                    resolved_to=target,
                 )
             )
             continue
@@ -394,6 +521,8 @@ def decide(
             rel = Relation.duplicate_request if eligible else Relation.none
         else:
             why_not = consolidation_rule(need, r)
+            if why_not is None and _closed(r.id, prior):
+                why_not = "no longer open"
             eligible = why_not is None
             if eligible and ev.score >= cfg.consolidation:
                 con_options.append((ev.score, r.id))
@@ -418,12 +547,16 @@ def decide(
         for cid in list(chosen):
             for other in prior.get(cid, PriorOutcome()).consolidate_with:
                 cand = by_id.get(other)
-                if isinstance(cand, Need) and consolidation_rule(need, cand) is None:
+                if (
+                    isinstance(cand, Need)
+                    and not _closed(other, prior)
+                    and consolidation_rule(need, cand) is None
+                ):
                     chosen.add(other)
         consolidate = sorted(chosen)
 
     ranked.sort(key=lambda rc: (-rc.eligible, -rc.evidence.score))
-    shown = tuple(rc for rc in ranked if rc.evidence.score >= cfg.shown)[: cfg.max_shown]
+    shown = [rc for rc in ranked if rc.evidence.score >= cfg.shown][: cfg.max_shown]
     if duplicate_of:
         verdict = Verdict.duplicate_suspected
     elif consolidate:
@@ -434,7 +567,7 @@ def decide(
         need_id=need.id,
         verdict=verdict,
         duplicate_of=duplicate_of,
-        consolidate_with=tuple(consolidate),
+        consolidate_with=consolidate,
         candidates=shown,
     )
 
@@ -454,4 +587,4 @@ def _closed(rid: str, prior: Mapping[str, PriorOutcome]) -> bool:
 
 
 def _with_reason(ev: Evidence, reason: str) -> Evidence:
-    return ev.model_copy(update={"reasons": (*ev.reasons, reason)})
+    return ev.model_copy(update={"reasons": [*ev.reasons, reason]})

@@ -56,6 +56,12 @@ class PRF(BaseModel):
     predicted: int
     correct: int
 
+    def summary(self) -> str:
+        return (
+            f"P={self.precision:.3f} R={self.recall:.3f} F1={self.f1:.3f} "
+            f"(correct {self.correct}, predicted {self.predicted}, gold {self.gold})"
+        )
+
 
 class Report(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -67,10 +73,8 @@ class Report(BaseModel):
     flagged_hard_negative_ids: list[str] = []
 
     def summary(self) -> str:
-        d, c = self.duplicates, self.consolidation
         return (
-            f"duplicates P={d.precision:.3f} R={d.recall:.3f} F1={d.f1:.3f} ({d.correct}/{d.predicted}/{d.gold}); "
-            f"consolidation P={c.precision:.3f} R={c.recall:.3f} F1={c.f1:.3f} ({c.correct}/{c.predicted}/{c.gold}); "
+            f"duplicates {self.duplicates.summary()}; consolidation {self.consolidation.summary()}; "
             f"hard negatives flagged {self.hard_negatives_flagged}/{self.hard_negatives}"
         )
 
@@ -121,7 +125,7 @@ def replay(
         if decisions is not None:
             decisions[r.id] = d
         out[r.id] = Prediction(duplicate_of=d.duplicate_of, consolidate_with=list(d.consolidate_with))
-        prior[r.id] = PriorOutcome(duplicate_of=d.duplicate_of, consolidate_with=d.consolidate_with)
+        prior[r.id] = PriorOutcome(duplicate_of=d.duplicate_of, consolidate_with=tuple(d.consolidate_with))
         seen.append(r)
     return out
 

@@ -261,6 +261,9 @@ class Glossary:
     concepts: Mapping[str, Concept]
     spelling: Mapping[str, str]
     neutral: tuple[str, ...]
+    families: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    resubmission: tuple[tuple[str, ...], ...] = ()
+    modality_groups: Mapping[str, str] = field(default_factory=dict)
     _patterns: Mapping[str, tuple[_Pattern, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -281,6 +284,27 @@ class Glossary:
         neutral: tuple[str, ...] = ()
         if isinstance(neutral_raw, Mapping) and isinstance(neutral_raw.get("terms"), list):
             neutral = tuple(str(t) for t in neutral_raw["terms"])
+        families: dict[str, frozenset[str]] = {}
+        families_raw = data.get("families", {})
+        if isinstance(families_raw, Mapping):
+            for fid, members in families_raw.items():
+                if not isinstance(members, list) or any(str(m) not in concepts for m in members):
+                    raise ValueError(f"glossary: family {fid!r} must list known concept ids")
+                families[str(fid)] = frozenset(CONCEPT_PREFIX + str(m) for m in members)
+        markers_raw = data.get("markers", {})
+        resub: list[tuple[str, ...]] = []
+        if isinstance(markers_raw, Mapping) and isinstance(markers_raw.get("resubmission"), list):
+            for phrase in markers_raw["resubmission"]:
+                ws = _WORD_RE.findall(str(phrase))
+                if ws:
+                    resub.append(tuple(light_stem(spell(w, spelling)) for w in ws))
+        modality_groups: dict[str, str] = {}
+        modalities_raw = data.get("modalities", {})
+        if isinstance(modalities_raw, Mapping):
+            for gid, members in modalities_raw.items():
+                if isinstance(members, list):
+                    for m in members:
+                        modality_groups[normalise_modality(str(m))] = str(gid)
         patterns: dict[str, list[_Pattern]] = {}
 
         def add(term: str, target: str) -> None:
@@ -297,7 +321,20 @@ class Glossary:
         for t in neutral:
             add(t, "")
         frozen = {k: tuple(sorted(v, key=lambda p: -len(p.stems))) for k, v in patterns.items()}
-        return cls(concepts=concepts, spelling=spelling, neutral=neutral, _patterns=frozen)
+        return cls(
+            concepts=concepts,
+            spelling=spelling,
+            neutral=neutral,
+            families=families,
+            resubmission=tuple(resub),
+            modality_groups=modality_groups,
+            _patterns=frozen,
+        )
+
+    def modality_group(self, modality: str) -> str:
+        """The kind of help a modality gives (``group_learning``, ``advisory``...), else itself."""
+        m = normalise_modality(modality)
+        return self.modality_groups.get(m, m)
 
     def label(self, term: str) -> str:
         """Reviewer-readable form of an analysed term (concept label, or the stem itself)."""
@@ -316,6 +353,11 @@ class Glossary:
                 continue
             return n, p.target
         return None
+
+
+def normalise_modality(modality: str) -> str:
+    """``expert_mission`` / ``Expert mission`` -> ``expert mission``."""
+    return " ".join(modality.replace("_", " ").replace("-", " ").lower().split())
 
 
 def _is_upper_word(word: str) -> bool:
@@ -361,7 +403,9 @@ def analyze(text: str, glossary: Glossary | None = None, *, keep_words: bool = T
                 out.append(target)
                 if keep_words and length > 1:
                     out.extend(
-                        s for w, s in zip(ws[i : i + length], stems[i : i + length], strict=True) if _content(w, s)
+                        s
+                        for w, s in zip(ws[i : i + length], stems[i : i + length], strict=True)
+                        if _content(w, s)
                     )
             i += length
             continue
@@ -373,15 +417,64 @@ def analyze(text: str, glossary: Glossary | None = None, *, keep_words: bool = T
 
 def _content(word: str, stemmed: str) -> bool:
     return (
-        word.lower() not in STOPWORDS and stemmed not in STOPWORDS and len(stemmed) > 1 and not stemmed.isdigit()
+        word.lower() not in STOPWORDS
+        and stemmed not in STOPWORDS
+        and len(stemmed) > 1
+        and not stemmed.isdigit()
     )
+
+
+def index_text(text: str, glossary: Glossary | None = None) -> str:
+    """The analysed terms as one string, for a full-text or trigram index over the expanded text
+    (concept tokens keep their ``@`` prefix, e.g. ``@aeo``, so "AEO" finds "authorised economic operator")."""
+    return " ".join(analyze(text, glossary))
+
+
+def says_resubmitted(text: str, glossary: Glossary | None = None) -> bool:
+    """Whether the text says it restates an earlier request ("asks again", "repeats its request")."""
+    g = glossary or default_glossary()
+    keys = [light_stem(spell(w, g.spelling)) for w in words(text)]
+    for phrase in g.resubmission:
+        n = len(phrase)
+        if any(tuple(keys[i : i + n]) == phrase for i in range(len(keys) - n + 1)):
+            return True
+    return False
+
+
+def family_conflicts(a: Iterable[str], b: Iterable[str], glossary: Glossary | None = None) -> list[str]:
+    """Families in which ``a`` and ``b`` name different members and none in common (different needs)."""
+    g = glossary or default_glossary()
+    sa, sb = set(a), set(b)
+    out: list[str] = []
+    for fid, members in g.families.items():
+        ma, mb = sa & members, sb & members
+        if ma and mb and not ma & mb:
+            out.append(fid)
+    return out
+
+
+_SENTENCE_RE = re.compile(r"(?<=[.!?;])\s+")
+_REQUEST_CUE_RE = re.compile(
+    r"\b(request|requests|requested|ask|asks|asking|seek|seeks|would like|would welcome|we need|we want|"
+    r"wants|needs help|support for|help to|help with)\b",
+    re.IGNORECASE,
+)
+
+
+def need_core(title: str, description: str) -> str:
+    """The part of a request that names the need: the title and the sentences asking for help.
+
+    Requests follow a pattern (context, problem, help wanted, expected outcome); the help-wanted
+    sentence carries the need, the context varies between resubmissions. Without such a sentence
+    (e.g. a catalogue activity) the first sentence of the description is used.
+    """
+    sentences = [s for s in _SENTENCE_RE.split(description.strip()) if s]
+    asking = [s for s in sentences if _REQUEST_CUE_RE.search(s)]
+    if not asking and sentences:
+        asking = sentences[:1]
+    return "\n".join([title, *asking])
 
 
 def concepts_in(terms: Iterable[str]) -> set[str]:
     """The concept tokens among analysed terms."""
     return {t for t in terms if t.startswith(CONCEPT_PREFIX)}
-
-
-def bigrams(terms: Sequence[str]) -> list[str]:
-    """Adjacent term pairs (phrases), joined with a space."""
-    return [f"{a} {b}" for a, b in zip(terms, terms[1:], strict=False)]

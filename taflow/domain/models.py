@@ -24,6 +24,7 @@ from taflow.domain.enums import (
     Stage,
     Topic,
 )
+from taflow.domain.sla import StageClock
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=5000)]
@@ -81,6 +82,10 @@ class NewRequest(BaseModel):
     submitted_at: datetime
     invitation_response_days: int = 7
     """Policy recorded at submission, so a later settings change never alters a running request."""
+    history_limit: int = 2000
+    """Continue as new once the history has this many events (long loops of amendments, reminders)."""
+    resume: RequestState | None = None
+    """Set when continuing as new: the whole state carried over."""
 
 
 class AsecDecision(Strict):
@@ -130,6 +135,21 @@ class Withdrawal(Strict):
 
 class Cancellation(Strict):
     reason: Comment = ""
+    actor: Actor | None = None
+
+
+class Hold(Strict):
+    """ASEC puts a request on hold (its clocks stop) or releases it (they resume where they stood)."""
+
+    hold: bool = True
+    comment: Comment = ""
+    actor: Actor | None = None
+
+
+class Retiming(Strict):
+    """Ops re-time the waiting stage on purpose with the policy file as it is now (audited)."""
+
+    comment: Comment = ""
     actor: Actor | None = None
 
 
@@ -299,6 +319,12 @@ class RequestState(BaseModel):
     events: list[AuditEvent] = []
     version: int = 0
     invitation_response_days: int = 7
+    clock: StageClock | None = None
+    paused_clocks: dict[str, StageClock] = {}
+    held: bool = False
+    escalated: bool = False
+    history_limit: int = 2000
+    runs: int = 1
 
 
 class DecisionResult(BaseModel):
@@ -333,3 +359,6 @@ class InvitationTokenRequest(BaseModel):
     title: str
     meeting: Meeting | None = None
     respond_by: datetime
+
+
+NewRequest.model_rebuild()

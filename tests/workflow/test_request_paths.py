@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from taflow.db.models import RequestEventRow, RequestRow
+from taflow.db.models import ExpertRow, RequestEventRow, RequestRow
 from taflow.domain.enums import InvitationStatus, Stage
 from taflow.domain.models import (
     Amendment,
@@ -69,9 +69,13 @@ async def test_approve_match_decline_next_accept_complete(
     state = await until_stage(handle, Stage.rocb_matching)
     while state.match is None:
         state = await handle.query(TARequestWorkflow.status)
-    ranked = [c.expert_id for c in state.match.candidates]
-    assert ranked[0] == "WT-EXP-1"  # full topic fit, no load; from ID, so no conflict with KH
-    assert "WT-EXP-1" in ranked
+    candidates = state.match.candidates
+    assert candidates, "a risk-management request finds experts"
+    assert [c.score for c in candidates] == sorted((c.score for c in candidates), reverse=True)
+    async with sessionmaker() as s:
+        homes = {e.id: e.home_administration for e in (await s.execute(select(ExpertRow))).scalars()}
+    assert all(homes[c.expert_id] != "KH" for c in candidates)  # conflict of interest
+    assert all(any(r.startswith("topic fit") for r in c.reasons) for c in candidates)
     await handle.execute_update(
         TARequestWorkflow.match,
         RocbDecision(decision="match", actor=ROCB, expert_ids=["WT-EXP-2", "WT-EXP-3"]),

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from taflow.db.models import MeetingRow
 from taflow.domain.enums import InvitationStatus, Role, Stage
-from taflow.domain.models import Actor, AsecDecision, Completion, NewRequest, RequestState, RocbDecision
+from taflow.domain.models import Actor, AsecDecision, Completion, RocbDecision
 from taflow.settings import Settings
-from taflow.temporal import workflow_id
-from taflow.worker import build_worker
 from taflow.workflows.request import TARequestWorkflow
-from tests.workflow.conftest import REVIEWER, ROCB, draft
+from tests.workflow.conftest import REVIEWER, ROCB
+from tests.workflow.timeskip import Handle, running_worker, start, wait_stage
 
-Handle = WorkflowHandle[TARequestWorkflow, RequestState]
 Recorder = Callable[[WorkflowHandle[Any, Any], str], Awaitable[None]]
 
 
@@ -31,30 +31,8 @@ async def ts_worker(
     task_queue: str,
     roster: None,
 ) -> AsyncIterator[Worker]:
-    async with build_worker(time_skipping_env.client, sessionmaker, task_queue, Settings()) as w:
+    async for w in running_worker(time_skipping_env, sessionmaker, task_queue, Settings()):
         yield w
-
-
-async def start(env: WorkflowEnvironment, task_queue: str, rid: str) -> Handle:
-    request = NewRequest(
-        request_id=rid,
-        member_state="KH",
-        draft=draft(),
-        submitted_by=Actor(subject="kh", organisation="KH", role=Role.requester),
-        submitted_at=datetime.now(UTC),
-    )
-    return await env.client.start_workflow(
-        TARequestWorkflow.run, request, id=workflow_id(rid), task_queue=task_queue
-    )
-
-
-async def wait_stage(env: WorkflowEnvironment, handle: Handle, stage: Stage) -> RequestState:
-    for _ in range(200):
-        state = await handle.query(TARequestWorkflow.status)
-        if state.stage is stage:
-            return state
-        await env.sleep(timedelta(seconds=1))
-    raise AssertionError(f"never reached {stage}; at {state.stage}")
 
 
 async def to_invitation(env: WorkflowEnvironment, handle: Handle, experts: list[str]) -> None:
@@ -90,9 +68,26 @@ async def test_silence_moves_to_next_expert_then_back_to_matching(
 
 
 async def test_accepted_request_waits_for_meeting_then_report(
-    time_skipping_env: WorkflowEnvironment, ts_worker: Worker, task_queue: str, record_history: Recorder
+    time_skipping_env: WorkflowEnvironment,
+    ts_worker: Worker,
+    task_queue: str,
+    record_history: Recorder,
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     env = time_skipping_env
+    today = (await env.get_current_time()).date()  # the test server's clock moves with earlier tests
+    async with sessionmaker.begin() as s:
+        await s.execute(
+            insert(MeetingRow).values(
+                id=f"WT-CCWG-{task_queue}",
+                body="CCWG",
+                number=91,
+                starts_on=today + timedelta(days=40),
+                ends_on=today + timedelta(days=42),
+                place="Vientiane",
+                agenda_cutoff=today + timedelta(days=10),
+            )
+        )
     handle = await start(env, task_queue, f"TS-{task_queue}-2")
     await to_invitation(env, handle, ["WT-EXP-2"])
     expert = Actor(subject="WT-EXP-2", organisation="WCO", role=Role.expert)
@@ -103,12 +98,13 @@ async def test_accepted_request_waits_for_meeting_then_report(
     state = await wait_stage(env, handle, Stage.scheduled)
     assert state.match is not None and state.match.meeting is not None
     meeting_end = state.match.meeting.ends_on
-    gap = datetime.combine(meeting_end, datetime.min.time(), tzinfo=UTC) - datetime.now(UTC)
+    assert state.match.meeting.id == f"WT-CCWG-{task_queue}"
+    gap = datetime.combine(meeting_end, datetime.min.time(), tzinfo=UTC) - await env.get_current_time()
     await env.sleep(gap + timedelta(days=2))
     await wait_stage(env, handle, Stage.awaiting_report)
     await handle.signal(
         TARequestWorkflow.complete_signal,
-        Completion(report="Presented at CCWG 90", delivered_on=date(2030, 3, 11), actor=ROCB),
+        Completion(report="Presented at CCWG 91", delivered_on=today + timedelta(days=41), actor=ROCB),
     )
     final = await handle.result()
     assert final.stage is Stage.completed

@@ -1,0 +1,1 @@
+"""HTTP in, workflow messages out: the FastAPI application (`create_app`)."""

@@ -1,0 +1,79 @@
+"""The FastAPI application: one Temporal client and one engine per process, made in the lifespan.
+
+Run with `uvicorn --factory taflow.api.app:create_app`. Tests inject the dev server's client and
+the test engine, which the lifespan then leaves open for their owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from taflow import temporal
+from taflow.api.problems import BodyLimitMiddleware, install_problem_handlers, problems_to_media_type
+from taflow.api.routes import health, inbox, invitations, requests
+from taflow.db.session import make_engine, make_sessionmaker
+from taflow.settings import Settings, get_settings, resolve_database_url
+
+TAGS = [
+    {"name": "requests", "description": "Submit TA requests, read them and take decisions on them."},
+    {"name": "invitations", "description": "Experts' answers to invitations."},
+    {"name": "inbox", "description": "What waits on the caller."},
+    {"name": "health", "description": "Readiness of this process."},
+]
+
+
+def create_app(
+    settings: Settings | None = None, *, client: Client | None = None, engine: AsyncEngine | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        eng = engine if engine is not None else make_engine(resolve_database_url(settings))
+        try:
+            app.state.settings = settings
+            app.state.engine = eng
+            app.state.sessionmaker = make_sessionmaker(eng)
+            app.state.temporal_client = client if client is not None else await temporal.connect(settings)
+            yield
+        finally:
+            if own_engine:
+                await eng.dispose()
+
+    app = FastAPI(
+        title="TAflow",
+        version="1.0.0",
+        summary="Customs technical-assistance requests between ASEAN member states, ASEC and WCO ROCB A/P",
+        description="All calls under `/v1` take `Authorization: Bearer <api key>`; errors are RFC 9457 "
+        "`application/problem+json` with stable `type` URIs under https://taflow.dev/problems/.",
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_problem_handlers(app)
+    for module in (requests, invitations, inbox, health):
+        app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            app.openapi_schema = problems_to_media_type(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

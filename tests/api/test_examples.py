@@ -1,0 +1,35 @@
+"""Every example shown in /docs is valid for its model (clients copy them)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from taflow.api import schemas
+from taflow.api.problems import Problem
+from taflow.domain.models import RequestDraft
+
+MODELS: list[type[BaseModel]] = [
+    Problem,
+    *[
+        m
+        for m in vars(schemas).values()
+        if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == schemas.__name__
+    ],
+]
+
+
+@pytest.mark.parametrize(
+    "model", [m for m in MODELS if isinstance(m.model_config.get("json_schema_extra"), dict)]
+)
+def test_examples_validate(model: type[BaseModel]) -> None:
+    extra = model.model_config.get("json_schema_extra")
+    assert isinstance(extra, dict)
+    examples = extra["examples"]
+    assert isinstance(examples, list) and examples
+    for example in examples:
+        model.model_validate(example)
+
+
+def test_draft_example_validates() -> None:
+    RequestDraft.model_validate(schemas.DRAFT_EXAMPLE)

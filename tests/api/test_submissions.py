@@ -1,0 +1,152 @@
+"""Submission: id allocation, Location, Idempotency-Key replay and conflicts, concurrency.
+
+These start workflows on the dev server; no worker is needed (the start is what is tested).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import Callable
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from taflow.db.models import SubmissionRow
+from taflow.domain.models import NewRequest
+from taflow.temporal import workflow_id
+from tests.api.conftest import assert_problem, count, draft
+
+Auth = Callable[[str], dict[str, str]]
+ID = re.compile(r"^TA-\d{4}-\d{6}$")
+
+
+async def test_submit_creates_request_and_starts_workflow(
+    api: httpx.AsyncClient, auth: Auth, temporal_client: Client, task_queue: str
+) -> None:
+    resp = await api.post("/v1/requests", json=draft(), headers=auth("KH/requester"))
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert ID.match(body["id"])
+    assert body["member_state"] == "KH"
+    assert body["stage"] == "submitted"
+    assert resp.headers["location"] == f"/v1/requests/{body['id']}"
+    handle = temporal_client.get_workflow_handle(workflow_id(body["id"]))
+    described = await handle.describe()
+    assert described.status is WorkflowExecutionStatus.RUNNING
+    assert described.task_queue == task_queue
+    history = await handle.fetch_history()
+    start = history.events[0].workflow_execution_started_event_attributes
+    payload = json.loads(start.input.payloads[0].data)
+    started = NewRequest.model_validate(payload)
+    assert started.request_id == body["id"]
+    assert started.submitted_by.organisation == "KH"
+    await handle.terminate("test done")
+
+
+async def test_member_state_comes_from_the_credential(api: httpx.AsyncClient, auth: Auth) -> None:
+    resp = await api.post("/v1/requests", json=draft(), headers=auth("TL/requester"))
+    assert resp.status_code == 201
+    assert resp.json()["member_state"] == "TL"
+
+
+async def test_same_key_same_body_replays(
+    api: httpx.AsyncClient, auth: Auth, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    key = f"idem-{uuid.uuid4()}"
+    headers = auth("TH/requester") | {"Idempotency-Key": key}
+    first = await api.post("/v1/requests", json=draft(), headers=headers)
+    assert first.status_code == 201
+    before = await count(sessionmaker, "submissions")
+    # same content, other key order and whitespace: the canonical digest matches
+    reordered = json.dumps(dict(reversed(list(draft().items()))), indent=3)
+    again = await api.post(
+        "/v1/requests", content=reordered, headers=headers | {"content-type": "application/json"}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["location"] == first.headers["location"]
+    assert await count(sessionmaker, "submissions") == before
+
+
+async def test_same_key_other_body_conflicts(
+    api: httpx.AsyncClient, auth: Auth, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    key = f"idem-{uuid.uuid4()}"
+    headers = auth("VN/requester") | {"Idempotency-Key": key}
+    first = await api.post("/v1/requests", json=draft(), headers=headers)
+    assert first.status_code == 201
+    before = await count(sessionmaker, "submissions")
+    resp = await api.post("/v1/requests", json=draft(title="A different request entirely"), headers=headers)
+    body = assert_problem(resp, 409, "idempotency-conflict")
+    assert first.json()["id"] in body["detail"]
+    assert await count(sessionmaker, "submissions") == before
+
+
+async def test_keys_are_per_member_state(api: httpx.AsyncClient, auth: Auth) -> None:
+    key = {"Idempotency-Key": f"shared-{uuid.uuid4()}"}
+    a = await api.post("/v1/requests", json=draft(), headers=auth("MY/requester") | key)
+    b = await api.post("/v1/requests", json=draft(), headers=auth("SG/requester") | key)
+    assert a.status_code == b.status_code == 201
+    assert a.json()["id"] != b.json()["id"]
+
+
+async def test_twenty_concurrent_submissions_with_one_key_make_one_request(
+    api: httpx.AsyncClient, auth: Auth, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    key = f"burst-{uuid.uuid4()}"
+    headers = auth("PH/requester") | {"Idempotency-Key": key}
+    responses = await asyncio.gather(
+        *[api.post("/v1/requests", json=draft(), headers=headers) for _ in range(20)]
+    )
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * 19 + [201], [r.text for r in responses if r.status_code not in (200, 201)]
+    assert len({r.json()["id"] for r in responses}) == 1
+    async with sessionmaker() as s:
+        rows = (
+            (
+                await s.execute(
+                    select(SubmissionRow).where(
+                        SubmissionRow.member_state == "PH", SubmissionRow.idempotency_key == key
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(rows) == 1
+
+
+async def test_replay_restarts_a_workflow_that_never_started(
+    api: httpx.AsyncClient,
+    auth: Auth,
+    temporal_client: Client,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A crash between the submission commit and the workflow start heals on the client's retry."""
+    from datetime import UTC, datetime
+
+    from taflow.db.submissions import record_submission
+    from taflow.domain.models import RequestDraft
+
+    key = f"crash-{uuid.uuid4()}"
+    async with sessionmaker() as s:
+        sub = await record_submission(
+            s,
+            member_state="BN",
+            idempotency_key=key,
+            draft=RequestDraft.model_validate(draft()),
+            submitted_by="bn-coordinator",
+            now=datetime.now(UTC),
+        )
+    resp = await api.post(
+        "/v1/requests", json=draft(), headers=auth("BN/requester") | {"Idempotency-Key": key}
+    )
+    assert resp.status_code == 200
+    assert resp.json()["id"] == sub.request_id
+    described = await temporal_client.get_workflow_handle(workflow_id(sub.request_id)).describe()
+    assert described.status is WorkflowExecutionStatus.RUNNING
