@@ -36,9 +36,11 @@ from taflow.domain.models import (
     AsecDecision,
     AuditEvent,
     Cancellation,
+    CatalogueId,
     Comment,
     Completion,
     DuplicateCandidate,
+    Hold,
     Identifier,
     InvitationOutcome,
     InvitationResponse,
@@ -47,6 +49,7 @@ from taflow.domain.models import (
     RequestDraft,
     RequestState,
     Resumption,
+    Retiming,
     RocbDecision,
     Withdrawal,
 )
@@ -108,7 +111,7 @@ class AsecReviewBody(Body):
 
     decision: AsecVerdict
     comment: Comment = ""
-    duplicate_of: Identifier | None = None
+    duplicate_of: CatalogueId | None = None
     consolidate_into: Identifier | None = None
     spcd_priorities: Annotated[list[SpcdPriority], Field(max_length=5)] = []
 
@@ -223,6 +226,32 @@ class ResumptionBody(Body):
 
     def to_message(self, actor: Actor) -> Resumption:
         return _message(Resumption, self, actor)
+
+
+class HoldBody(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"hold": True, "comment": "Waiting for the budget committee."}, {"hold": False}]
+        },
+    )
+
+    hold: bool = True
+    comment: Comment = ""
+
+    def to_message(self, actor: Actor) -> Hold:
+        return _message(Hold, self, actor)
+
+
+class RetimeBody(Body):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"comment": "Apply the 2027 SLA policy."}]}
+    )
+
+    comment: Comment = ""
+
+    def to_message(self, actor: Actor) -> Retiming:
+        return _message(Retiming, self, actor)
 
 
 class InvitationResponseBody(Body):

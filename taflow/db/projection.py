@@ -8,7 +8,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taflow.db.models import OutboxRow, RequestEventRow, RequestRow
-from taflow.domain.enums import Stage
+from taflow.domain.enums import InvitationStatus, Stage
 from taflow.domain.models import AuditEvent, Notification, Projection
 
 WAITING_ON: dict[Stage, str] = {
@@ -24,7 +24,10 @@ WAITING_ON: dict[Stage, str] = {
 
 def request_row(projection: Projection) -> dict[str, Any]:
     s = projection.state
-    pending = s.invitation if s.stage is Stage.expert_invitation else None
+    engaged = s.stage is Stage.expert_invitation or (
+        s.invitation is not None and s.invitation.status is InvitationStatus.accepted
+    )
+    pending = s.invitation if engaged else None
     return {
         "id": s.request_id,
         "member_state": s.member_state.value,

@@ -31,6 +31,8 @@ Description = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+CatalogueId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+"""Duplicate targets may be catalogue activities, whose IATI identifiers run long."""
 
 
 class Strict(BaseModel):
@@ -91,7 +93,7 @@ class NewRequest(BaseModel):
 class AsecDecision(Strict):
     decision: AsecVerdict
     comment: Comment = ""
-    duplicate_of: Identifier | None = None
+    duplicate_of: CatalogueId | None = None
     consolidate_into: Identifier | None = None
     spcd_priorities: Annotated[list[SpcdPriority], Field(max_length=5)] = []
     actor: Actor | None = None

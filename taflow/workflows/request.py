@@ -758,9 +758,9 @@ class TARequestWorkflow:
 
     async def _result(self) -> DecisionResult:
         """Answer once the read model shows the decision (read-your-writes for the caller)."""
-        version = self._s.version
+        version, stage = self._s.version, self._s.stage
         await workflow.wait_condition(lambda: self._projected_version >= version)
-        return DecisionResult(request_id=self._s.request_id, stage=self._s.stage, version=version)
+        return DecisionResult(request_id=self._s.request_id, stage=stage, version=version)
 
     # ------------------------------------------------------------ projection
 

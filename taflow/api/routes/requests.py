@@ -21,10 +21,12 @@ from taflow.api.schemas import (
     CancellationBody,
     CompletionBody,
     DecisionView,
+    HoldBody,
     RequestPage,
     RequestSummary,
     RequestView,
     ResumptionBody,
+    RetimeBody,
     RocbMatchBody,
     SubmissionView,
     TimelineEntry,
@@ -383,8 +385,40 @@ async def cancellation(
 async def resumption(
     request_id: RequestId,
     body: ResumptionBody,
-    actor: Annotated[Actor, Depends(require(Role.rocb_officer, Role.asec_reviewer))],
+    actor: Annotated[Actor, Depends(require(Role.rocb_officer, *ASEC))],
     session: SessionDep,
     client: ClientDep,
 ) -> DecisionView:
     return await _decide(request_id, actor, session, client, "resumption", body)
+
+
+@router.post(
+    "/{request_id}/hold",
+    summary="ASEC puts a request on hold (its SLA clock stops) or releases it (the clock resumes)",
+    response_model=DecisionView,
+    responses=DECISION_ERRORS,
+)
+async def hold(
+    request_id: RequestId,
+    body: HoldBody,
+    actor: Annotated[Actor, Depends(require(*ASEC))],
+    session: SessionDep,
+    client: ClientDep,
+) -> DecisionView:
+    return await _decide(request_id, actor, session, client, "hold", body)
+
+
+@router.post(
+    "/{request_id}/retime",
+    summary="Ops re-time the waiting stage with the SLA policy file as it is now (audited)",
+    response_model=DecisionView,
+    responses=DECISION_ERRORS,
+)
+async def retime(
+    request_id: RequestId,
+    body: RetimeBody,
+    actor: Annotated[Actor, Depends(require(Role.ops, Role.asec_head))],
+    session: SessionDep,
+    client: ClientDep,
+) -> DecisionView:
+    return await _decide(request_id, actor, session, client, "retime", body)
