@@ -1,68 +1,181 @@
-"""The dedup check: retrieve candidates by index, score them, and attach the evidence ASEC reads.
+"""The dedup check: retrieve candidates by index, judge them with the engine, attach the evidence.
 
-It never rejects: it ranks earlier requests and catalogue activities and a person decides.
+It never rejects: it ranks earlier requests and catalogue activities and ASEC decides.
+`run_dedup_check` is exactly what the workflow's activity runs; `taflow dedup-eval` calls it too.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from taflow.db.candidates import CandidateRow, activity_candidates, request_candidates
+from taflow.db.candidates import (
+    ActivityCandidate,
+    RequestCandidate,
+    activities_by_id,
+    activity_candidates,
+    request_candidates,
+    requests_by_id,
+)
+from taflow.db.term_stats import corpus_stats
+from taflow.dedup.engine import CatalogueItem, Decision, Need, PriorOutcome, Relation, decide
+from taflow.dedup.engine import Settings as EngineSettings
+from taflow.dedup.text import analyze
 from taflow.domain.enums import CandidateKind, DedupVerdict
 from taflow.domain.models import DedupCheckInput, DedupResult, DuplicateCandidate
 
-SUSPECT_AT = 0.45
-CONSOLIDATE_AT = 0.45
-MAX_CANDIDATES = 5
+OPEN_START = date(1900, 1, 1)
+OPEN_END = date(9999, 12, 31)
+RELATIONS = {
+    Relation.duplicate_request: DedupVerdict.duplicate_suspected,
+    Relation.duplicate_activity: DedupVerdict.duplicate_suspected,
+    Relation.consolidation: DedupVerdict.consolidation_suggested,
+}
 
 
-def _overlap_days(c: CandidateRow, inp: DedupCheckInput) -> int:
-    if c.start is None or c.end is None:
-        return 0
-    lo = max(c.start, inp.draft.desired_start)
-    hi = min(c.end, inp.draft.desired_end)
-    return max((hi - lo).days + 1, 0)
-
-
-def score(c: CandidateRow, inp: DedupCheckInput) -> DuplicateCandidate:
-    """A first, honest score: title trigram similarity, shared topics, period overlap."""
-    topics = {t.value for t in inp.draft.topics}
-    shared = sorted(topics & set(c.topics))
-    topic_fit = len(shared) / max(len(topics | set(c.topics)), 1)
-    overlap = _overlap_days(c, inp)
-    value = round(0.6 * c.title_similarity + 0.3 * topic_fit + (0.1 if overlap else 0.0), 4)
-    same_state = c.member_state == inp.member_state.value or inp.member_state.value in c.beneficiaries
-    relation = (
-        DedupVerdict.duplicate_suspected
-        if c.kind == "activity" or c.member_state == inp.member_state.value
-        else DedupVerdict.consolidation_suggested
-    )
-    return DuplicateCandidate(
-        kind=CandidateKind(c.kind),
-        id=c.duplicate_of or c.id if c.kind == "request" else c.id,
-        title=c.title,
-        relation=relation,
-        score=value,
-        member_state=c.member_state,
-        provider=c.provider,
-        evidence={
-            "text_similarity": round(c.title_similarity, 4),
-            "shared_topics": shared,
-            "period_overlap_days": overlap,
-            "same_beneficiary": same_state,
-        },
+def need_of(inp: DedupCheckInput) -> Need:
+    d = inp.draft
+    return Need(
+        id=inp.request_id,
+        member_state=inp.member_state.value,
+        submitted_at=inp.submitted_at,
+        title=d.title,
+        description=d.description,
+        topics=[t.value for t in d.topics],
+        modality=d.modality.value,
+        desired_start=d.desired_start,
+        desired_end=d.desired_end,
+        beneficiaries=[b.value for b in d.beneficiaries],
     )
 
 
-def verdict(candidates: list[DuplicateCandidate]) -> DedupVerdict:
-    if any(c.relation is DedupVerdict.duplicate_suspected and c.score >= SUSPECT_AT for c in candidates):
-        return DedupVerdict.duplicate_suspected
-    if any(
-        c.relation is DedupVerdict.consolidation_suggested and c.score >= CONSOLIDATE_AT for c in candidates
-    ):
-        return DedupVerdict.consolidation_suggested
-    return DedupVerdict.clear
+def _need(r: RequestCandidate) -> Need:
+    return Need(
+        id=r.id,
+        member_state=r.member_state,
+        submitted_at=r.submitted_at,
+        title=r.title,
+        description=r.description,
+        topics=r.topics,
+        modality=r.modality,
+        desired_start=r.desired_start,
+        desired_end=r.desired_end,
+        beneficiaries=r.beneficiaries,
+    )
+
+
+def _item(a: ActivityCandidate) -> CatalogueItem:
+    return CatalogueItem(
+        id=a.id,
+        provider=a.provider,
+        title=a.title,
+        description=a.description,
+        topics=a.topics,
+        beneficiaries=a.beneficiaries,
+        start=a.start or OPEN_START,
+        end=a.end or OPEN_END,
+        modality=a.modality or "",
+    )
+
+
+def _prior(r: RequestCandidate) -> PriorOutcome:
+    return PriorOutcome(
+        duplicate_of=r.duplicate_of, consolidate_with=tuple(r.consolidate_with), closed=r.closed
+    )
+
+
+def result_of(
+    decision: Decision, requests: dict[str, RequestCandidate], activities: dict[str, ActivityCandidate]
+) -> DedupResult:
+    """The engine's decision as reviewers read it: eligible candidates only, with their evidence."""
+    shown: list[DuplicateCandidate] = []
+    for rc in decision.candidates:
+        relation = RELATIONS.get(rc.relation)
+        if relation is None or not rc.eligible:
+            continue
+        target = rc.resolved_to or rc.candidate_id
+        if any(c.id == target for c in shown):
+            continue  # several folded duplicates lead to the same original: show it once, at its best
+        request, act = requests.get(target), activities.get(target)
+        ev = rc.evidence
+        shown.append(
+            DuplicateCandidate(
+                kind=CandidateKind.activity if act else CandidateKind.request,
+                id=target,
+                title=(act.title if act else request.title if request else target),
+                relation=relation,
+                score=round(ev.score, 4),
+                member_state=request.member_state if request else None,
+                provider=act.provider if act else None,
+                evidence={
+                    "text_similarity": round(ev.text_similarity, 4),
+                    "title_similarity": round(ev.title_similarity, 4),
+                    "shared_topics": ev.shared_topics,
+                    "period_overlap_days": ev.period_overlap_days,
+                    "same_beneficiary": ev.same_beneficiary,
+                    "matched_terms": ev.matched_terms,
+                    "reasons": ev.reasons,
+                    "via": rc.candidate_id if rc.resolved_to else None,
+                },
+            )
+        )
+    return DedupResult(
+        verdict=DedupVerdict(decision.verdict.value),
+        candidates=shown,
+        duplicate_of=decision.duplicate_of,
+        consolidate_with=decision.consolidate_with,
+    )
+
+
+async def run_dedup_check(session: AsyncSession, inp: DedupCheckInput, window_days: int) -> DedupResult:
+    """Retrieve by index, add the canonical targets of folded duplicates, let the engine decide."""
+    need = need_of(inp)
+    terms = analyze(f"{need.title}\n{need.title}\n{need.description}")
+    dismissed = set(inp.dismissed)
+    requests = {
+        r.id: r
+        for r in await request_candidates(
+            session,
+            request_id=need.id,
+            member_state=need.member_state,
+            terms=terms,
+            desired_start=need.desired_start,
+            desired_end=need.desired_end,
+            submitted_at=need.submitted_at,
+            window_days=window_days,
+        )
+    }
+    activities = {
+        a.id: a
+        for a in await activity_candidates(
+            session,
+            member_state=need.member_state,
+            terms=terms,
+            desired_start=need.desired_start,
+            desired_end=need.desired_end,
+        )
+    }
+    targets = (
+        {r.duplicate_of for r in requests.values() if r.duplicate_of} - requests.keys() - activities.keys()
+    )
+    for r in await requests_by_id(session, sorted(targets)):
+        requests.setdefault(r.id, r)
+    for a in await activities_by_id(session, sorted(targets - requests.keys())):
+        activities.setdefault(a.id, a)
+    known = [need.text, *(r.title + "\n" + r.description for r in requests.values())]
+    known += [a.title + "\n" + a.description for a in activities.values()]
+    stats = await corpus_stats(session, {t for text in known for t in analyze(text)})
+    decision = decide(
+        need,
+        [_need(r) for r in requests.values() if r.id not in dismissed and r.submitted_at < need.submitted_at],
+        [_item(a) for a in activities.values() if a.id not in dismissed],
+        {r.id: _prior(r) for r in requests.values()},
+        stats=stats if stats.n_docs else None,
+        settings=EngineSettings(request_window=timedelta(days=window_days)),
+    )
+    return result_of(decision, requests, activities)
 
 
 class DedupActivities:
@@ -72,36 +185,5 @@ class DedupActivities:
 
     @activity.defn
     async def check_duplicates(self, inp: DedupCheckInput) -> DedupResult:
-        d = inp.draft
-        topics = [t.value for t in d.topics]
         async with self._sessions() as session:
-            rows = await request_candidates(
-                session,
-                request_id=inp.request_id,
-                member_state=inp.member_state.value,
-                title=d.title,
-                topics=topics,
-                desired_start=d.desired_start,
-                desired_end=d.desired_end,
-                submitted_at=inp.submitted_at,
-                window_days=self._window_days,
-            )
-            rows += await activity_candidates(
-                session,
-                member_state=inp.member_state.value,
-                title=d.title,
-                topics=topics,
-                desired_start=d.desired_start,
-                desired_end=d.desired_end,
-                submitted_on=inp.submitted_at.date(),
-            )
-        scored = [score(r, inp) for r in rows]
-        kept = sorted(
-            (c for c in scored if c.id not in inp.dismissed and c.score >= min(SUSPECT_AT, CONSOLIDATE_AT)),
-            key=lambda c: -c.score,
-        )
-        best: dict[str, DuplicateCandidate] = {}
-        for c in kept:
-            best.setdefault(c.id, c)
-        unique = list(best.values())[:MAX_CANDIDATES]
-        return DedupResult(verdict=verdict(unique), candidates=unique)
+            return await run_dedup_check(session, inp, self._window_days)

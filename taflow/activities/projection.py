@@ -8,6 +8,7 @@ from temporalio import activity
 from taflow.db.projection import write_projection
 from taflow.domain.enums import Stage
 from taflow.domain.models import AuditEvent, Notification, Projection, RequestState
+from taflow.observability.business import record_projection
 
 ROCB_STAGES = frozenset(
     {Stage.rocb_matching, Stage.on_hold, Stage.expert_invitation, Stage.scheduled, Stage.awaiting_report}
@@ -53,3 +54,4 @@ class ProjectionActivities:
     async def project_request(self, projection: Projection) -> None:
         async with self._sessions.begin() as session:
             await write_projection(session, projection, notifications(projection))
+        record_projection(projection)  # business metrics: transitions, time in stage, SLA, dedup, invitations

@@ -1,39 +1,107 @@
-"""Index-backed retrieval of dedup candidates: earlier requests and catalogue activities."""
+"""Index-backed retrieval of dedup candidates: earlier requests and catalogue activities.
+
+Each query narrows by structure first (state and submission window, or overlapping desired period)
+and by the request's glossary-expanded terms (GIN on `search_vector`), then keeps the best few by
+`ts_rank`; the scoring engine (taflow.dedup) judges only what comes back.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Float, and_, any_, cast, func, literal, or_, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, Select, and_, any_, cast, func, literal, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import String
 
 from taflow.db.models import CatalogueActivityRow, RequestRow
 from taflow.domain.enums import TERMINAL_STAGES, Stage
 
+MAX_QUERY_TERMS = 48
+PER_QUERY_LIMIT = 60
+
 
 @dataclass(frozen=True)
-class CandidateRow:
-    kind: str
+class RequestCandidate:
     id: str
+    member_state: str
+    submitted_at: datetime
     title: str
     description: str
     topics: list[str]
-    member_state: str | None
-    provider: str | None
+    modality: str
+    desired_start: date
+    desired_end: date
+    beneficiaries: list[str]
+    stage: str
+    duplicate_of: str | None
+    consolidate_with: list[str] = field(default_factory=list)
+
+    @property
+    def closed(self) -> bool:
+        return Stage(self.stage) in TERMINAL_STAGES
+
+
+@dataclass(frozen=True)
+class ActivityCandidate:
+    id: str
+    provider: str
+    title: str
+    description: str
+    topics: list[str]
     beneficiaries: list[str]
     start: date | None
     end: date | None
     modality: str | None
-    stage: str | None
-    submitted_at: datetime | None
-    duplicate_of: str | None
-    title_similarity: float
 
 
-OPEN_STAGES = [s.value for s in Stage if s not in TERMINAL_STAGES]
+def tsquery(terms: Sequence[str]) -> str:
+    """An OR of the request's most telling terms, each a quoted lexeme (concepts keep their `@`)."""
+    unique = list(dict.fromkeys(t for t in terms if t))[:MAX_QUERY_TERMS]
+    return " | ".join("'" + t.replace("'", "''").replace("\\", "") + "'" for t in unique) or "''"
+
+
+def _rank(query: Any) -> ColumnElement[float]:
+    return func.ts_rank(RequestRow.search_vector, query)
+
+
+def _request_columns() -> Select[*tuple[Any, ...]]:
+    dedup = RequestRow.state["dedup"]
+    return select(
+        RequestRow.id,
+        RequestRow.member_state,
+        RequestRow.submitted_at,
+        RequestRow.title,
+        RequestRow.description,
+        RequestRow.topics,
+        RequestRow.modality,
+        RequestRow.desired_start,
+        RequestRow.desired_end,
+        RequestRow.beneficiaries,
+        RequestRow.stage,
+        func.coalesce(RequestRow.duplicate_of, dedup["duplicate_of"].astext).label("duplicate_of"),
+        func.coalesce(dedup["consolidate_with"], literal_column("'[]'::jsonb")).label("consolidate_with"),
+    )
+
+
+def _as_request(row: Any) -> RequestCandidate:
+    return RequestCandidate(
+        id=row.id,
+        member_state=row.member_state,
+        submitted_at=row.submitted_at,
+        title=row.title,
+        description=row.description,
+        topics=list(row.topics),
+        modality=row.modality,
+        desired_start=row.desired_start,
+        desired_end=row.desired_end,
+        beneficiaries=list(row.beneficiaries),
+        stage=row.stage,
+        duplicate_of=row.duplicate_of,
+        consolidate_with=list(row.consolidate_with or []),
+    )
 
 
 async def request_candidates(
@@ -41,101 +109,90 @@ async def request_candidates(
     *,
     request_id: str,
     member_state: str,
-    title: str,
-    topics: list[str],
+    terms: Sequence[str],
     desired_start: date,
     desired_end: date,
     submitted_at: datetime,
     window_days: int,
-    limit: int = 200,
-) -> list[CandidateRow]:
-    """Same-state requests in the window (open, or closed recently) and other states' requests overlapping."""
-    sim = func.similarity(RequestRow.title, title)
-    since = submitted_at - timedelta(days=window_days)
+    limit: int = PER_QUERY_LIMIT,
+) -> list[RequestCandidate]:
+    """Same-state requests of the last `window_days`, and other states' requests overlapping the period."""
+    query = cast(literal(tsquery(terms)), TSQUERY)
+    matches = RequestRow.search_vector.op("@@")(query)
+    earlier = and_(RequestRow.id != request_id, RequestRow.submitted_at < submitted_at, matches)
     same_state = and_(
         RequestRow.member_state == member_state,
-        RequestRow.submitted_at >= since,
-        or_(RequestRow.stage.in_(OPEN_STAGES), RequestRow.updated_at >= since),
+        RequestRow.submitted_at >= submitted_at - timedelta(days=window_days),
     )
     other_state = and_(
         RequestRow.member_state != member_state,
-        RequestRow.stage.in_(OPEN_STAGES),
         RequestRow.desired_start <= desired_end,
         RequestRow.desired_end >= desired_start,
     )
-    related = or_(RequestRow.topics.overlap(cast(topics, ARRAY(String))), RequestRow.title.op("%")(title))
-    stmt = (
-        select(RequestRow, cast(sim, Float).label("sim"))
-        .where(RequestRow.id != request_id, RequestRow.submitted_at < submitted_at)
-        .where(or_(same_state, other_state), related)
-        .where(RequestRow.stage.notin_([Stage.duplicate.value, Stage.consolidated.value]))
-        .order_by(sim.desc())
-        .limit(limit)
+    found: dict[str, RequestCandidate] = {}
+    for scope in (same_state, other_state):
+        stmt = _request_columns().where(earlier, scope).order_by(_rank(query).desc()).limit(limit)
+        for row in (await session.execute(stmt)).all():
+            found.setdefault(row.id, _as_request(row))
+    return list(found.values())
+
+
+async def requests_by_id(session: AsyncSession, ids: Sequence[str]) -> list[RequestCandidate]:
+    """Canonical targets of retrieved duplicates, so a duplicate always resolves to its original."""
+    if not ids:
+        return []
+    rows = (await session.execute(_request_columns().where(RequestRow.id.in_(list(ids))))).all()
+    return [_as_request(r) for r in rows]
+
+
+def _activity_columns() -> Select[*tuple[Any, ...]]:
+    a = CatalogueActivityRow
+    return select(
+        a.id, a.provider, a.title, a.description, a.topics, a.beneficiaries, a.start, a.end, a.modality
     )
-    rows = (await session.execute(stmt)).all()
-    return [
-        CandidateRow(
-            kind="request",
-            id=r.id,
-            title=r.title,
-            description=r.description,
-            topics=list(r.topics),
-            member_state=r.member_state,
-            provider=None,
-            beneficiaries=list(r.beneficiaries),
-            start=r.desired_start,
-            end=r.desired_end,
-            modality=r.modality,
-            stage=r.stage,
-            submitted_at=r.submitted_at,
-            duplicate_of=r.duplicate_of,
-            title_similarity=float(s),
-        )
-        for r, s in rows
-    ]
+
+
+def _as_activity(row: Any) -> ActivityCandidate:
+    return ActivityCandidate(
+        id=row.id,
+        provider=row.provider,
+        title=row.title,
+        description=row.description,
+        topics=list(row.topics),
+        beneficiaries=list(row.beneficiaries),
+        start=row.start,
+        end=row.end,
+        modality=row.modality,
+    )
 
 
 async def activity_candidates(
     session: AsyncSession,
     *,
     member_state: str,
-    title: str,
-    topics: list[str],
+    terms: Sequence[str],
     desired_start: date,
     desired_end: date,
-    submitted_on: date,
-    limit: int = 100,
-) -> list[CandidateRow]:
-    """Activities covering this member state, overlapping the period, not ended before submission."""
+    limit: int = PER_QUERY_LIMIT,
+) -> list[ActivityCandidate]:
+    """Activities listing this member state and overlapping the desired period (the engine applies the
+    finer rules, e.g. not ended before submission)."""
     a = CatalogueActivityRow
-    sim = func.similarity(a.title, title)
+    query = cast(literal(tsquery(terms)), TSQUERY)
     stmt = (
-        select(a, cast(sim, Float).label("sim"))
+        _activity_columns()
+        .where(a.search_vector.op("@@")(query))
         .where(literal(member_state) == any_(a.beneficiaries))
         .where(or_(a.start.is_(None), a.start <= desired_end))
-        .where(or_(a.end.is_(None), and_(a.end >= desired_start, a.end >= submitted_on)))
-        .where(or_(a.topics.overlap(cast(topics, ARRAY(String))), a.title.op("%")(title)))
-        .order_by(sim.desc())
+        .where(or_(a.end.is_(None), a.end >= desired_start))
+        .order_by(func.ts_rank(a.search_vector, query).desc())
         .limit(limit)
     )
-    rows = (await session.execute(stmt)).all()
-    return [
-        CandidateRow(
-            kind="activity",
-            id=r.id,
-            title=r.title,
-            description=r.description,
-            topics=list(r.topics),
-            member_state=None,
-            provider=r.provider,
-            beneficiaries=list(r.beneficiaries),
-            start=r.start,
-            end=r.end,
-            modality=r.modality,
-            stage=None,
-            submitted_at=None,
-            duplicate_of=None,
-            title_similarity=float(s),
-        )
-        for r, s in rows
-    ]
+    return [_as_activity(r) for r in (await session.execute(stmt)).all()]
+
+
+async def activities_by_id(session: AsyncSession, ids: Sequence[str]) -> list[ActivityCandidate]:
+    if not ids:
+        return []
+    stmt = _activity_columns().where(CatalogueActivityRow.id.in_(list(ids)))
+    return [_as_activity(r) for r in (await session.execute(stmt)).all()]

@@ -10,6 +10,8 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -21,8 +23,11 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SEARCH_VECTOR = "array_to_tsvector(array_remove(string_to_array(search_text, ' '), ''))"
+"""The expanded terms are already analysed (stems, @concepts): kept verbatim as lexemes, unparsed."""
 
 
 class Base(DeclarativeBase):
@@ -87,6 +92,10 @@ class RequestRow(Base):
     waiting_on: Mapped[str | None] = mapped_column(String(32))
     expert_id: Mapped[str | None] = mapped_column(String(64))
     invitation_id: Mapped[str | None] = mapped_column(String(64))
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """Title and description after glossary expansion (taflow.dedup.text.index_text), for dedup retrieval."""
+    search_vector: Mapped[Any] = mapped_column(TSVECTOR, Computed(SEARCH_VECTOR, persisted=True))
     state: Mapped[dict[str, Any]] = mapped_column(JSONB)
     version: Mapped[int] = mapped_column(Integer)
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -94,6 +103,9 @@ class RequestRow(Base):
 
 
 Index("ix_requests_updated", RequestRow.updated_at.desc(), RequestRow.id.desc())
+Index("ix_requests_search", RequestRow.search_vector, postgresql_using="gin")
+Index("ix_requests_state_submitted", RequestRow.member_state, RequestRow.submitted_at)
+Index("ix_requests_open_window", RequestRow.desired_start, RequestRow.desired_end)
 Index("ix_requests_topics", RequestRow.topics, postgresql_using="gin")
 Index(
     "ix_requests_title_trgm",
@@ -167,6 +179,8 @@ class CatalogueActivityRow(Base):
     modality: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str | None] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(16), default="taflow")
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    search_vector: Mapped[Any] = mapped_column(TSVECTOR, Computed(SEARCH_VECTOR, persisted=True))
 
 
 Index(
@@ -214,3 +228,17 @@ class OutboxRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+Index("ix_catalogue_search", CatalogueActivityRow.search_vector, postgresql_using="gin")
+
+
+class DedupTermRow(Base):
+    """Document frequency of each analysed term over requests and catalogue activities (IDF for dedup).
+
+    Kept in step with `search_text` in the same transaction; the row `#documents` counts documents.
+    """
+
+    __tablename__ = "dedup_terms"
+    term: Mapped[str] = mapped_column(String(200), primary_key=True)
+    df: Mapped[int] = mapped_column(Integer)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taflow.db.models import OutboxRow, RequestEventRow, RequestRow
+from taflow.db.term_stats import restate
+from taflow.dedup.text import index_text
 from taflow.domain.enums import InvitationStatus, Stage
 from taflow.domain.models import AuditEvent, Notification, Projection
 
@@ -45,6 +48,8 @@ def request_row(projection: Projection) -> dict[str, Any]:
         "waiting_on": WAITING_ON.get(s.stage),
         "expert_id": pending.expert_id if pending else None,
         "invitation_id": pending.id if pending else None,
+        "escalated": s.escalated,
+        "search_text": index_text(f"{s.draft.title}\n{s.draft.description}"),
         "state": s.model_dump(mode="json"),
         "version": s.version,
         "submitted_at": s.submitted_at,
@@ -71,13 +76,17 @@ def event_row(request_id: str, e: AuditEvent) -> dict[str, Any]:
 async def write_projection(session: AsyncSession, projection: Projection, notes: list[Notification]) -> None:
     """Upsert the request (never going back in version), its new events and their notifications."""
     row = request_row(projection)
+    old_text = await session.scalar(
+        select(RequestRow.search_text).where(RequestRow.id == row["id"]).with_for_update()
+    )
     stmt = insert(RequestRow).values(**row)
     stmt = stmt.on_conflict_do_update(
         index_elements=[RequestRow.id],
         set_={k: stmt.excluded[k] for k in row if k != "id"},
         where=RequestRow.version < stmt.excluded.version,
     )
-    await session.execute(stmt)
+    if (await session.execute(stmt.returning(RequestRow.id))).first() is not None:
+        await restate(session, [(old_text, row["search_text"])])
     request_id = projection.state.request_id
     if projection.new_events:
         events = insert(RequestEventRow).values([event_row(request_id, e) for e in projection.new_events])

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +23,8 @@ from taflow.db.models import (
     OrganisationRow,
     ProgrammeRow,
 )
+from taflow.db.term_stats import restate
+from taflow.dedup.text import index_text
 from taflow.reference import (
     ActivityRecord,
     ReferenceData,
@@ -44,9 +46,18 @@ async def upsert(session: AsyncSession, model: type[Base], rows: Sequence[dict[s
     pk = [c.name for c in table.primary_key.columns]
     unique: dict[tuple[Any, ...], dict[str, Any]] = {tuple(r[k] for k in pk): r for r in rows}
     values = list(unique.values())
+    if "search_text" in table.columns and len(pk) == 1:
+        # dedup's term statistics follow every change of searchable text, in this transaction
+        key = table.columns[pk[0]]
+        ids = [v[pk[0]] for v in values]
+        found = await session.execute(select(key, table.columns["search_text"]).where(key.in_(ids)))
+        old: dict[Any, str] = {k: text for k, text in found.all()}
+        await restate(session, [(old.get(v[pk[0]]), v.get("search_text")) for v in values])
     for i in range(0, len(values), _CHUNK):
         stmt = insert(table).values(values[i : i + _CHUNK])
-        updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk}
+        updates = {
+            c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk and c.computed is None
+        }
         await session.execute(stmt.on_conflict_do_update(index_elements=pk, set_=updates))
     return len(values)
 
@@ -65,6 +76,7 @@ def activity_row(a: ActivityRecord, *, source: str | None = None) -> dict[str, A
         "modality": a.modality.value if a.modality else None,
         "status": a.status,
         "source": source or a.source,
+        "search_text": index_text(f"{a.title}\n{a.description}"),
     }
 
 

@@ -148,6 +148,8 @@ class AsecVerdict(StrEnum):
     request_changes = "request_changes"
     duplicate = "duplicate"
     consolidate = "consolidate"
+    dismiss = "dismiss"
+    """Dismiss suspected duplicate candidates (all, or those listed): recorded, never raised again."""
 
 
 class RocbVerdict(StrEnum):

@@ -96,6 +96,7 @@ class AsecDecision(Strict):
     duplicate_of: CatalogueId | None = None
     consolidate_into: Identifier | None = None
     spcd_priorities: Annotated[list[SpcdPriority], Field(max_length=5)] = []
+    dismissed: Annotated[list[CatalogueId], Field(max_length=20)] = []
     actor: Actor | None = None
 
     @model_validator(mode="after")
@@ -213,6 +214,9 @@ class DedupCheckInput(BaseModel):
 class DedupResult(BaseModel):
     verdict: DedupVerdict
     candidates: list[DuplicateCandidate] = []
+    duplicate_of: str | None = None
+    """The engine's pick (the canonical item) when a duplicate is suspected; ASEC confirms or dismisses."""
+    consolidate_with: list[str] = []
 
 
 class MatchCandidate(BaseModel):

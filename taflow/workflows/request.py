@@ -69,6 +69,8 @@ with workflow.unsafe.imports_passed_through():
     from taflow.workflows.invitation import ExpertInvitationWorkflow
 
 SLA_PATCH = "sla-clocks"
+DEDUP_GATE_PATCH = "dedup-confirmation"
+"""Approval waits until a suspected duplicate is confirmed or dismissed (issue 3)."""
 """Deadlines (issue 4) arrived after the first histories were recorded: guarded for replay."""
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
@@ -120,6 +122,7 @@ class TARequestWorkflow:
         self._closing = False
         self._side_tasks: list[asyncio.Task[None]] = []
         self._sla = False
+        self._dedup_gate = False
         self._clock_dirty = False
         self._retime: Actor | None = None
 
@@ -128,6 +131,7 @@ class TARequestWorkflow:
     @workflow.run
     async def run(self, request: NewRequest) -> RequestState:
         self._sla = workflow.patched(SLA_PATCH)
+        self._dedup_gate = workflow.patched(DEDUP_GATE_PATCH)
         if request.resume is None:
             self._record(request.submitted_by, "submitted", to=Stage.submitted, comment=request.draft.title)
             self._record(SYSTEM_ACTOR, "dedup_started", to=Stage.dedup_check)
@@ -538,10 +542,30 @@ class TARequestWorkflow:
 
     def _check_review(self, d: AsecDecision) -> None:
         self._expect(d.actor, [Stage.asec_review], ASEC_DECIDERS)
+        suspected = self._suspected_ids()
+        if self._dedup_gate and d.decision is AsecVerdict.approve and suspected:
+            raise _refuse(
+                "DuplicateUnresolved",
+                f"confirm ('duplicate') or dismiss the suspected duplicate(s) first: {', '.join(suspected)}",
+            )
+        if d.decision is AsecVerdict.dismiss:
+            unknown = set(d.dismissed) - {c.id for c in (self._s.dedup.candidates if self._s.dedup else [])}
+            if not suspected and not d.dismissed:
+                raise _refuse("InvalidDecision", "no suspected duplicate to dismiss")
+            if unknown:
+                raise _refuse(
+                    "InvalidDecision", f"not a candidate of this request: {', '.join(sorted(unknown))}"
+                )
         if d.decision is AsecVerdict.duplicate and d.duplicate_of == self._s.request_id:
             raise _refuse("InvalidDecision", "a request cannot duplicate itself")
         if d.decision is AsecVerdict.consolidate and d.consolidate_into == self._s.request_id:
             raise _refuse("InvalidDecision", "a request cannot be consolidated into itself")
+
+    def _suspected_ids(self) -> list[str]:
+        dedup = self._s.dedup
+        if dedup is None or dedup.verdict is not DedupVerdict.duplicate_suspected:
+            return []
+        return [c.id for c in dedup.candidates if c.relation is DedupVerdict.duplicate_suspected]
 
     def _check_amendment(self, a: Amendment) -> None:
         self._expect(a.actor, [Stage.changes_requested], [Role.requester])
@@ -596,6 +620,8 @@ class TARequestWorkflow:
             self._record(actor, "rejected", to=Stage.rejected, comment=d.comment, data=data)
         elif d.decision is AsecVerdict.request_changes:
             self._record(actor, "changes_requested", to=Stage.changes_requested, comment=d.comment, data=data)
+        elif d.decision is AsecVerdict.dismiss:
+            self._dismiss(actor, d)
         elif d.decision is AsecVerdict.duplicate:
             self._s.duplicate_of = d.duplicate_of
             data["duplicate_of"] = d.duplicate_of
@@ -606,6 +632,30 @@ class TARequestWorkflow:
             self._record(actor, "consolidated", to=Stage.consolidated, comment=d.comment, data=data)
             assert d.consolidate_into is not None
             self._notify_survivor(d.consolidate_into, actor)
+
+    def _dismiss(self, actor: Actor, d: AsecDecision) -> None:
+        """ASEC dismisses candidates: recorded, out of the verdict, never raised again for this request."""
+        dedup = self._s.dedup
+        assert dedup is not None
+        ids = list(d.dismissed) or self._suspected_ids()
+        self._s.dismissed_candidates = list(dict.fromkeys([*self._s.dismissed_candidates, *ids]))
+        left = [c for c in dedup.candidates if c.id not in ids]
+        verdict = DedupVerdict.clear
+        if any(c.relation is DedupVerdict.duplicate_suspected for c in left):
+            verdict = DedupVerdict.duplicate_suspected
+        elif any(c.relation is DedupVerdict.consolidation_suggested for c in left):
+            verdict = DedupVerdict.consolidation_suggested
+        self._s.dedup = dedup.model_copy(
+            update={
+                "candidates": left,
+                "verdict": verdict,
+                "duplicate_of": dedup.duplicate_of if dedup.duplicate_of not in ids else None,
+                "consolidate_with": [c for c in dedup.consolidate_with if c not in ids],
+            }
+        )
+        self._record(
+            actor, "duplicate_dismissed", comment=d.comment, data={"dismissed": ids, "verdict": verdict}
+        )
 
     def _notify_survivor(self, survivor_id: str, actor: Actor) -> None:
         """The surviving request gains this beneficiary by a signal to its workflow."""

@@ -9,15 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
-from taflow.db.models import ExpertRow, MeetingRow
-from taflow.domain.enums import Role
-from taflow.domain.models import Actor, NewRequest, RequestDraft, RequestState
+from taflow.db.models import DedupTermRow, ExpertRow, MeetingRow, RequestEventRow, RequestRow
+from taflow.domain.enums import DedupVerdict, Role
+from taflow.domain.models import Actor, AsecDecision, NewRequest, RequestDraft, RequestState
 from taflow.settings import Settings
 from taflow.temporal import workflow_id
 from taflow.worker import build_worker
@@ -89,6 +90,27 @@ async def roster(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
             insert(ExpertRow).values([e | {"unavailable": {}} for e in ROSTER]).on_conflict_do_nothing()
         )
         await s.execute(insert(MeetingRow).values(MEETING).on_conflict_do_nothing())
+
+
+@pytest.fixture(autouse=True)
+async def fresh_read_model(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Each workflow test starts with no earlier requests, so dedup sees only what the test submits."""
+    async with sessionmaker.begin() as s:
+        await s.execute(delete(RequestEventRow))
+        await s.execute(delete(RequestRow))
+        await s.execute(delete(DedupTermRow))
+
+
+async def clear_suspected_duplicates(handle: WorkflowHandle[Any, Any], *, signal: bool = False) -> None:
+    """Dismiss whatever the dedup check suspects (e.g. a seeded catalogue activity) before approving."""
+    state = await handle.query(TARequestWorkflow.status)
+    if state.dedup is None or state.dedup.verdict is not DedupVerdict.duplicate_suspected:
+        return
+    dismiss = AsecDecision(decision="dismiss", comment="not the same need", actor=REVIEWER)
+    if signal:
+        await handle.signal(TARequestWorkflow.asec_review_signal, dismiss)
+    else:
+        await handle.execute_update(TARequestWorkflow.review, dismiss)
 
 
 @pytest.fixture

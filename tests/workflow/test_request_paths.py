@@ -28,7 +28,7 @@ from taflow.domain.models import (
 from taflow.temporal import invitation_workflow_id
 from taflow.workflows.invitation import ExpertInvitationWorkflow
 from taflow.workflows.request import TARequestWorkflow
-from tests.workflow.conftest import REVIEWER, ROCB, draft
+from tests.workflow.conftest import REVIEWER, ROCB, clear_suspected_duplicates, draft
 
 Handle = WorkflowHandle[TARequestWorkflow, RequestState]
 Recorder = Callable[[WorkflowHandle[Any, Any], str], Awaitable[None]]
@@ -52,6 +52,7 @@ def requester(state: RequestState) -> Any:
 
 async def approve(handle: Handle) -> None:
     await until_stage(handle, Stage.asec_review)
+    await clear_suspected_duplicates(handle)
     result = await handle.execute_update(
         TARequestWorkflow.review, AsecDecision(decision="approve", comment="aligned", actor=REVIEWER)
     )
@@ -257,6 +258,7 @@ async def test_signal_without_allowed_actor_is_recorded_not_applied(
 ) -> None:
     handle = await start_request()
     await until_stage(handle, Stage.asec_review)
+    await clear_suspected_duplicates(handle)
     await handle.signal(TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=ROCB))
     await handle.signal(
         TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=REVIEWER)
@@ -279,3 +281,46 @@ async def test_no_match_hold_and_resume(start_request: Callable[..., Any], recor
     state = await until_stage(handle, Stage.rocb_matching)
     assert [e.kind for e in state.events][-1] in ("resumed", "match_proposed")
     await record_history(handle, "request-hold-resume")
+
+
+async def test_suspected_duplicate_blocks_approval_until_dismissed_and_stays_dismissed(
+    start_request: Callable[..., Any], record_history: Recorder
+) -> None:
+    first = await start_request()
+    await until_stage(first, Stage.asec_review)
+    second = await start_request()
+    state = await until_stage(second, Stage.asec_review)
+    first_id = first.id.removeprefix("ta-request-")
+    assert state.dedup is not None and state.dedup.verdict == "duplicate_suspected"
+    assert state.dedup.duplicate_of == first_id
+    evidence = state.dedup.candidates[0].evidence
+    assert evidence["shared_topics"] == ["risk-management"] and evidence["matched_terms"]
+    with pytest.raises(WorkflowUpdateFailedError) as gated:
+        await second.execute_update(
+            TARequestWorkflow.review, AsecDecision(decision="approve", actor=REVIEWER)
+        )
+    assert isinstance(gated.value.cause, ApplicationError)
+    assert gated.value.cause.type == "DuplicateUnresolved"
+    await second.execute_update(
+        TARequestWorkflow.review,
+        AsecDecision(decision="dismiss", comment="other department, other need", actor=REVIEWER),
+    )
+    state = await second.query(TARequestWorkflow.status)
+    assert state.dismissed_candidates == [first_id] and state.dedup is not None
+    assert state.dedup.verdict == "clear"
+    # an amendment re-runs the check; the dismissed pair is not raised again
+    await second.execute_update(
+        TARequestWorkflow.review, AsecDecision(decision="request_changes", comment="dates", actor=REVIEWER)
+    )
+    await until_stage(second, Stage.changes_requested)
+    await second.execute_update(
+        TARequestWorkflow.amendment,
+        Amendment(draft=draft(desired_end="2030-06-30"), actor=state.submitted_by),
+    )
+    state = await until_stage(second, Stage.asec_review)
+    assert state.dedup is not None and first_id not in [c.id for c in state.dedup.candidates]
+    result = await second.execute_update(
+        TARequestWorkflow.review, AsecDecision(decision="approve", actor=REVIEWER)
+    )
+    assert result.stage is Stage.rocb_matching
+    await record_history(second, "request-duplicate-dismissed")

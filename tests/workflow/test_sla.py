@@ -20,7 +20,7 @@ from taflow.settings import Settings
 from taflow.sla.calendar import add_working_days, working_days_between
 from taflow.sla.policy import DEFAULT_POLICY_FILE
 from taflow.workflows.request import TARequestWorkflow
-from tests.workflow.conftest import REVIEWER, draft
+from tests.workflow.conftest import REVIEWER, clear_suspected_duplicates, draft
 from tests.workflow.timeskip import Handle, running_worker, start, wait_for, wait_stage
 
 Recorder = Callable[[WorkflowHandle[Any, Any], str], Awaitable[None]]
@@ -77,6 +77,7 @@ async def test_reminder_then_answer(
     await env.sleep(state.clock.reminder_at - await env.get_current_time() + timedelta(hours=1))
     state = await wait_for(env, handle, lambda s: "reminder" in kinds(s))
     assert "escalated" not in kinds(state)
+    await clear_suspected_duplicates(handle, signal=True)
     await handle.signal(
         TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=REVIEWER)
     )

@@ -18,7 +18,7 @@ from taflow.domain.enums import InvitationStatus, Role, Stage
 from taflow.domain.models import Actor, AsecDecision, Completion, RocbDecision
 from taflow.settings import Settings
 from taflow.workflows.request import TARequestWorkflow
-from tests.workflow.conftest import REVIEWER, ROCB
+from tests.workflow.conftest import REVIEWER, ROCB, clear_suspected_duplicates
 from tests.workflow.timeskip import Handle, running_worker, start, wait_for, wait_stage
 
 Recorder = Callable[[WorkflowHandle[Any, Any], str], Awaitable[None]]
@@ -37,6 +37,7 @@ async def ts_worker(
 
 async def to_invitation(env: WorkflowEnvironment, handle: Handle, experts: list[str]) -> None:
     await wait_stage(env, handle, Stage.asec_review)
+    await clear_suspected_duplicates(handle, signal=True)
     await handle.signal(
         TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=REVIEWER)
     )
