@@ -13,6 +13,7 @@ from temporalio import activity
 
 from taflow.db.candidates import (
     ActivityCandidate,
+    NeedWindow,
     RequestCandidate,
     activities_by_id,
     activity_candidates,
@@ -132,19 +133,18 @@ def result_of(
 async def run_dedup_check(session: AsyncSession, inp: DedupCheckInput, window_days: int) -> DedupResult:
     """Retrieve by index, add the canonical targets of folded duplicates, let the engine decide."""
     need = need_of(inp)
-    terms = analyze(f"{need.title}\n{need.title}\n{need.description}")
+    own = analyze(f"{need.title}\n{need.description}")
+    own_stats = await corpus_stats(session, own)
+    # ask the index for the request's rarest terms: selective, and what a duplicate shares
+    terms = sorted({t for t in own if own_stats.doc_freq.get(t, 0) > 0}, key=lambda t: own_stats.doc_freq[t])
     dismissed = set(inp.dismissed)
     requests = {
         r.id: r
         for r in await request_candidates(
             session,
-            request_id=need.id,
-            member_state=need.member_state,
-            terms=terms,
-            desired_start=need.desired_start,
-            desired_end=need.desired_end,
-            submitted_at=need.submitted_at,
-            window_days=window_days,
+            NeedWindow(need.id, need.member_state, need.desired_start, need.desired_end, need.submitted_at),
+            terms,
+            window_days,
         )
     }
     activities = {
@@ -164,9 +164,13 @@ async def run_dedup_check(session: AsyncSession, inp: DedupCheckInput, window_da
         requests.setdefault(r.id, r)
     for a in await activities_by_id(session, sorted(targets - requests.keys())):
         activities.setdefault(a.id, a)
-    known = [need.text, *(r.title + "\n" + r.description for r in requests.values())]
-    known += [a.title + "\n" + a.description for a in activities.values()]
-    stats = await corpus_stats(session, {t for text in known for t in analyze(text)})
+    known: set[str] = set()
+    for r in requests.values():
+        known.update(r.search_text.split())
+    for a in activities.values():
+        known.update(a.search_text.split())
+    stats = await corpus_stats(session, known - set(own))
+    stats.doc_freq.update(own_stats.doc_freq)
     decision = decide(
         need,
         [_need(r) for r in requests.values() if r.id not in dismissed and r.submitted_at < need.submitted_at],

@@ -19,8 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taflow.db.models import CatalogueActivityRow, RequestRow
 from taflow.domain.enums import TERMINAL_STAGES, Stage
 
-MAX_QUERY_TERMS = 48
-PER_QUERY_LIMIT = 60
+MAX_QUERY_TERMS = 16
+PER_QUERY_LIMIT = 20
+OPEN_STAGES = [s.value for s in Stage if s not in TERMINAL_STAGES]
+OPEN_PREDICATE = RequestRow.stage.in_([literal_column(f"'{s}'") for s in OPEN_STAGES])
+"""Constants in the SQL (not bind parameters), so the planner can match the partial index."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class RequestCandidate:
     stage: str
     duplicate_of: str | None
     consolidate_with: list[str] = field(default_factory=list)
+    search_text: str = ""
 
     @property
     def closed(self) -> bool:
@@ -55,10 +59,12 @@ class ActivityCandidate:
     start: date | None
     end: date | None
     modality: str | None
+    search_text: str = ""
 
 
 def tsquery(terms: Sequence[str]) -> str:
-    """An OR of the request's most telling terms, each a quoted lexeme (concepts keep their `@`)."""
+    """An OR of the request's most telling terms (the caller orders them rarest first), each a quoted
+    lexeme (concepts keep their `@`)."""
     unique = list(dict.fromkeys(t for t in terms if t))[:MAX_QUERY_TERMS]
     return " | ".join("'" + t.replace("'", "''").replace("\\", "") + "'" for t in unique) or "''"
 
@@ -81,6 +87,7 @@ def _request_columns() -> Select[*tuple[Any, ...]]:
         RequestRow.desired_end,
         RequestRow.beneficiaries,
         RequestRow.stage,
+        RequestRow.search_text,
         func.coalesce(RequestRow.duplicate_of, dedup["duplicate_of"].astext).label("duplicate_of"),
         func.coalesce(dedup["consolidate_with"], literal_column("'[]'::jsonb")).label("consolidate_with"),
     )
@@ -99,39 +106,54 @@ def _as_request(row: Any) -> RequestCandidate:
         desired_end=row.desired_end,
         beneficiaries=list(row.beneficiaries),
         stage=row.stage,
+        search_text=row.search_text,
         duplicate_of=row.duplicate_of,
         consolidate_with=list(row.consolidate_with or []),
     )
 
 
-async def request_candidates(
-    session: AsyncSession,
-    *,
-    request_id: str,
-    member_state: str,
-    terms: Sequence[str],
-    desired_start: date,
-    desired_end: date,
-    submitted_at: datetime,
-    window_days: int,
-    limit: int = PER_QUERY_LIMIT,
-) -> list[RequestCandidate]:
-    """Same-state requests of the last `window_days`, and other states' requests overlapping the period."""
+@dataclass(frozen=True)
+class NeedWindow:
+    """What retrieval needs to know of the request being checked."""
+
+    request_id: str
+    member_state: str
+    desired_start: date
+    desired_end: date
+    submitted_at: datetime
+
+
+def request_queries(
+    need: NeedWindow, terms: Sequence[str], window_days: int, limit: int = PER_QUERY_LIMIT
+) -> list[Select[*tuple[Any, ...]]]:
+    """Same-state requests of the last `window_days`; other states' open requests overlapping the period."""
     query = cast(literal(tsquery(terms)), TSQUERY)
-    matches = RequestRow.search_vector.op("@@")(query)
-    earlier = and_(RequestRow.id != request_id, RequestRow.submitted_at < submitted_at, matches)
+    # The structural filters are the selective part (a state's last six months; open requests over the
+    # period): btree and partial indexes find those rows, and the text only ranks them. Matching the
+    # text through a GIN index instead would read every request that ever shared a word.
+    matches = _rank(query) > 0
+    earlier = and_(RequestRow.id != need.request_id, RequestRow.submitted_at < need.submitted_at, matches)
     same_state = and_(
-        RequestRow.member_state == member_state,
-        RequestRow.submitted_at >= submitted_at - timedelta(days=window_days),
+        RequestRow.member_state == need.member_state,
+        RequestRow.submitted_at >= need.submitted_at - timedelta(days=window_days),
     )
     other_state = and_(
-        RequestRow.member_state != member_state,
-        RequestRow.desired_start <= desired_end,
-        RequestRow.desired_end >= desired_start,
+        RequestRow.member_state != need.member_state,
+        OPEN_PREDICATE,  # only open requests can be consolidated (the partial index's own predicate)
+        RequestRow.desired_start <= need.desired_end,
+        RequestRow.desired_end >= need.desired_start,
     )
+    return [
+        _request_columns().where(earlier, scope).order_by(_rank(query).desc()).limit(limit)
+        for scope in (same_state, other_state)
+    ]
+
+
+async def request_candidates(
+    session: AsyncSession, need: NeedWindow, terms: Sequence[str], window_days: int
+) -> list[RequestCandidate]:
     found: dict[str, RequestCandidate] = {}
-    for scope in (same_state, other_state):
-        stmt = _request_columns().where(earlier, scope).order_by(_rank(query).desc()).limit(limit)
+    for stmt in request_queries(need, terms, window_days):
         for row in (await session.execute(stmt)).all():
             found.setdefault(row.id, _as_request(row))
     return list(found.values())
@@ -148,8 +170,9 @@ async def requests_by_id(session: AsyncSession, ids: Sequence[str]) -> list[Requ
 def _activity_columns() -> Select[*tuple[Any, ...]]:
     a = CatalogueActivityRow
     return select(
-        a.id, a.provider, a.title, a.description, a.topics, a.beneficiaries, a.start, a.end, a.modality
-    )
+        a.id, a.provider, a.title, a.description, a.topics, a.beneficiaries, a.start, a.end, a.modality,
+        a.search_text,
+    )  # fmt: skip
 
 
 def _as_activity(row: Any) -> ActivityCandidate:
@@ -163,6 +186,7 @@ def _as_activity(row: Any) -> ActivityCandidate:
         start=row.start,
         end=row.end,
         modality=row.modality,
+        search_text=row.search_text,
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -25,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from taflow.domain.enums import Stage
 
 SEARCH_VECTOR = "array_to_tsvector(array_remove(string_to_array(search_text, ' '), ''))"
 """The expanded terms are already analysed (stems, @concepts): kept verbatim as lexemes, unparsed."""
@@ -103,9 +106,13 @@ class RequestRow(Base):
 
 
 Index("ix_requests_updated", RequestRow.updated_at.desc(), RequestRow.id.desc())
-Index("ix_requests_search", RequestRow.search_vector, postgresql_using="gin")
 Index("ix_requests_state_submitted", RequestRow.member_state, RequestRow.submitted_at)
-Index("ix_requests_open_window", RequestRow.desired_start, RequestRow.desired_end)
+Index(
+    "ix_requests_open_window",
+    RequestRow.desired_start,
+    RequestRow.desired_end,
+    postgresql_where=RequestRow.stage.in_([s.value for s in Stage if not s.is_terminal]),
+)
 Index("ix_requests_topics", RequestRow.topics, postgresql_using="gin")
 Index(
     "ix_requests_title_trgm",
@@ -242,3 +249,61 @@ class DedupTermRow(Base):
     __tablename__ = "dedup_terms"
     term: Mapped[str] = mapped_column(String(200), primary_key=True)
     df: Mapped[int] = mapped_column(Integer)
+
+
+# ---------------------------------------------------------------------------- front door (issue 6)
+
+
+class IdempotencyKeyRow(Base):
+    """One Idempotency-Key of one caller: in progress, or the answer to replay (until `expires_at`)."""
+
+    __tablename__ = "idempotency_keys"
+    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    locked_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class WebhookSubscriptionRow(Base):
+    """An organisation's webhook endpoint: which event types go where, signed with which secret."""
+
+    __tablename__ = "webhook_subscriptions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(String(80)))
+    secret: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDeliveryRow(Base):
+    """One outbox event for one subscription: pending, delivered, dead (retry budget spent) or cancelled."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("outbox_id", "subscription_id", name="uq_webhook_deliveries_event"),)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"))
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+Index("ix_webhook_deliveries_status", WebhookDeliveryRow.status, WebhookDeliveryRow.id)
+Index("ix_outbox_undelivered", OutboxRow.id, postgresql_where=OutboxRow.delivered_at.is_(None))

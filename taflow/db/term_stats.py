@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, any_, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taflow.db.models import DedupTermRow
@@ -48,7 +48,11 @@ async def corpus_stats(session: AsyncSession, terms: Iterable[str]) -> CorpusSta
     """The document frequencies of just the terms a check needs."""
     wanted = sorted(set(terms) | {DOCUMENTS})
     rows = (
-        await session.execute(select(DedupTermRow.term, DedupTermRow.df).where(DedupTermRow.term.in_(wanted)))
+        await session.execute(
+            select(DedupTermRow.term, DedupTermRow.df).where(
+                DedupTermRow.term == any_(literal(wanted, ARRAY(String)))
+            )
+        )
     ).all()
     df = {t: n for t, n in rows}
     n_docs = df.pop(DOCUMENTS, 0)

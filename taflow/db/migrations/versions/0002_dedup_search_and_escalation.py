@@ -17,6 +17,14 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+OPEN = ", ".join(
+    f"'{s}'"
+    for s in (
+        "submitted", "dedup_check", "asec_review", "changes_requested", "rocb_matching", "on_hold",
+        "expert_invitation", "scheduled", "awaiting_report",
+    )
+)  # fmt: skip
+"""Open stages, frozen as they were at this revision (the index predicate must not follow later code)."""
 VECTOR = "array_to_tsvector(array_remove(string_to_array(search_text, ' '), ''))"
 
 
@@ -30,10 +38,14 @@ def upgrade() -> None:
             ),
         )
     op.add_column("requests", sa.Column("escalated", sa.Boolean(), nullable=False, server_default="false"))
-    op.create_index("ix_requests_search", "requests", ["search_vector"], postgresql_using="gin")
     op.create_index("ix_catalogue_search", "catalogue_activities", ["search_vector"], postgresql_using="gin")
     op.create_index("ix_requests_state_submitted", "requests", ["member_state", "submitted_at"])
-    op.create_index("ix_requests_open_window", "requests", ["desired_start", "desired_end"])
+    op.create_index(
+        "ix_requests_open_window",
+        "requests",
+        ["desired_start", "desired_end"],
+        postgresql_where=sa.text(f"stage IN ({OPEN})"),
+    )
     op.create_table(
         "dedup_terms",
         sa.Column("term", sa.String(length=200), nullable=False),
@@ -47,7 +59,6 @@ def downgrade() -> None:
     op.drop_index("ix_requests_open_window", table_name="requests")
     op.drop_index("ix_requests_state_submitted", table_name="requests")
     op.drop_index("ix_catalogue_search", table_name="catalogue_activities")
-    op.drop_index("ix_requests_search", table_name="requests")
     op.drop_column("requests", "escalated")
     for table in ("requests", "catalogue_activities"):
         op.drop_column(table, "search_vector")
