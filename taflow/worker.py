@@ -15,13 +15,16 @@ from taflow.activities.dedup import DedupActivities
 from taflow.activities.matching import MatchingActivities
 from taflow.activities.notify import NotifyActivities
 from taflow.activities.projection import ProjectionActivities
+from taflow.activities.webhooks import WebhookActivities, start_dispatcher
 from taflow.db.session import make_engine, make_sessionmaker
+from taflow.observability.worker import LogContextInterceptor, prepare_worker_process
 from taflow.settings import Settings, get_settings, resolve_database_url
 from taflow.temporal import connect
 from taflow.workflows.invitation import ExpertInvitationWorkflow
+from taflow.workflows.outbox import OutboxDispatcherWorkflow, WebhookDeliveryWorkflow
 from taflow.workflows.request import TARequestWorkflow
 
-WORKFLOWS = [TARequestWorkflow, ExpertInvitationWorkflow]
+WORKFLOWS = [TARequestWorkflow, ExpertInvitationWorkflow, OutboxDispatcherWorkflow, WebhookDeliveryWorkflow]
 log = structlog.get_logger()
 
 
@@ -34,6 +37,7 @@ def build_worker(
     matching = MatchingActivities(sessionmaker)
     notify = NotifyActivities(sessionmaker, settings.public_base_url)
     deadlines = DeadlineActivities(settings.sla_policy_file)
+    webhooks = WebhookActivities(sessionmaker, settings)
     return Worker(
         client,
         task_queue=task_queue,
@@ -42,17 +46,25 @@ def build_worker(
             projection.project_request,
             dedup.check_duplicates,
             matching.propose_match,
+            matching.next_meeting,
             notify.issue_invitation_link,
             deadlines.start_clock,
             deadlines.resume_clock,
+            deadlines.next_donor_round,
+            webhooks.claim_webhook_work,
+            webhooks.deliver_webhook,
+            webhooks.dead_letter_webhook,
         ],
+        interceptors=[LogContextInterceptor()],  # tracing comes with the client's interceptors
     )
 
 
 async def run(settings: Settings) -> None:
+    runtime = prepare_worker_process(settings)  # JSON logs, traces, /metrics (SDK + business)
     engine = make_engine(resolve_database_url(settings))
-    client = await connect(settings)
+    client = await connect(settings, runtime=runtime)
     worker = build_worker(client, make_sessionmaker(engine), settings.task_queue, settings)
+    await start_dispatcher(client, settings.task_queue, settings)  # webhooks: one dispatcher per queue
     log.info("worker started", task_queue=settings.task_queue)
     try:
         await worker.run()

@@ -6,7 +6,7 @@ result is recorded in the workflow's state and stays as it was for that stage.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from temporalio import activity
@@ -76,6 +76,12 @@ class DeadlineActivities:
     @activity.defn
     async def start_clock(self, req: ClockRequest) -> StageClock:
         return plan_clock(req, load_policies(self._policy_file))
+
+    @activity.defn
+    async def next_donor_round(self, after: datetime) -> datetime | None:
+        """The opening of the next donor round after `after` (start of that day, UTC), if any."""
+        day = load_policies(self._policy_file).donor_rounds.next_after(after.date())
+        return None if day is None else datetime.combine(day, time.min, tzinfo=UTC)
 
     @activity.defn
     async def resume_clock(self, resume: ClockResume) -> StageClock:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -42,6 +44,12 @@ def profiles(rows: list[ExpertRow]) -> list[ExpertProfile]:
 class MatchingActivities:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessionmaker
+
+    @activity.defn
+    async def next_meeting(self, as_of: datetime) -> Meeting | None:
+        """The next meeting whose agenda cut-off has not passed (after a missed one)."""
+        async with self._sessions() as session:
+            return meeting_of(await next_meeting(session, as_of.date() + timedelta(days=1)))
 
     @activity.defn
     async def propose_match(self, inp: MatchInput) -> MatchProposal:

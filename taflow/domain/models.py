@@ -329,6 +329,7 @@ class RequestState(BaseModel):
     paused_clocks: dict[str, StageClock] = {}
     held: bool = False
     escalated: bool = False
+    donor_round_at: datetime | None = None
     history_limit: int = 2000
     runs: int = 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import date, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -16,9 +17,27 @@ class Weekend(BaseModel):
     days: list[int] = Field(default=[5, 6])
 
 
+class DonorRounds(BaseModel):
+    """When dialogue partners' funds next consider requests: on_hold requests return to matching then."""
+
+    dates: list[date] = []
+    then_every_days: int | None = Field(default=None, gt=0)
+
+    def next_after(self, moment: date) -> date | None:
+        upcoming = sorted(d for d in self.dates if d > moment)
+        if upcoming:
+            return upcoming[0]
+        if not self.then_every_days or not self.dates:
+            return None
+        last = max(self.dates)
+        steps = (moment - last).days // self.then_every_days + 1
+        return last + timedelta(days=steps * self.then_every_days)
+
+
 class SlaPolicies(BaseModel):
     weekend: Weekend = Weekend()
     policies: dict[str, SlaPolicy]
+    donor_rounds: DonorRounds = DonorRounds()
 
 
 def load_policies(path: Path | None = None) -> SlaPolicies:

@@ -68,10 +68,13 @@ with workflow.unsafe.imports_passed_through():
     from taflow.temporal import invitation_workflow_id, workflow_id
     from taflow.workflows.invitation import ExpertInvitationWorkflow
 
+# Changes made after the first histories were recorded, each guarded for replay (tests/histories):
 SLA_PATCH = "sla-clocks"
+"""Deadlines on working-day calendars: reminders, escalation, expiry, hold (issue 4)."""
 DEDUP_GATE_PATCH = "dedup-confirmation"
 """Approval waits until a suspected duplicate is confirmed or dismissed (issue 3)."""
-"""Deadlines (issue 4) arrived after the first histories were recorded: guarded for replay."""
+ROUNDS_PATCH = "donor-rounds-and-cutoffs"
+"""on_hold ends at the next donor round; a missed agenda cut-off rolls over; overrides need a reason (5)."""
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -123,6 +126,7 @@ class TARequestWorkflow:
         self._side_tasks: list[asyncio.Task[None]] = []
         self._sla = False
         self._dedup_gate = False
+        self._rounds = False
         self._clock_dirty = False
         self._retime: Actor | None = None
 
@@ -132,6 +136,7 @@ class TARequestWorkflow:
     async def run(self, request: NewRequest) -> RequestState:
         self._sla = workflow.patched(SLA_PATCH)
         self._dedup_gate = workflow.patched(DEDUP_GATE_PATCH)
+        self._rounds = workflow.patched(ROUNDS_PATCH)
         if request.resume is None:
             self._record(request.submitted_by, "submitted", to=Stage.submitted, comment=request.draft.title)
             self._record(SYSTEM_ACTOR, "dedup_started", to=Stage.dedup_check)
@@ -152,6 +157,8 @@ class TARequestWorkflow:
                 await self._invite_experts()
             elif stage is Stage.scheduled:
                 await self._await_meeting()
+            elif stage is Stage.on_hold and self._rounds:
+                await self._await_donor_round()
             else:
                 await self._wait_for_decision(stage)
         await self._drain(pump)
@@ -573,6 +580,8 @@ class TARequestWorkflow:
 
     def _check_match(self, d: RocbDecision) -> None:
         self._expect(d.actor, [Stage.rocb_matching], [Role.rocb_officer])
+        if self._rounds and d.decision is RocbVerdict.match and self._overrides(d) and not d.comment:
+            raise _refuse("InvalidDecision", "overriding the proposed experts needs a reason in `comment`")
         if d.decision is RocbVerdict.match and not self._invitees(d):
             raise _refuse("InvalidDecision", "no expert to invite: name expert_ids or wait for a proposal")
 
@@ -600,6 +609,13 @@ class TARequestWorkflow:
         self._expect(r.actor, _open_stages(), [Role.ops, Role.asec_head])
         if self._s.clock is None:
             raise _refuse("WrongStage", "no clock is running at this stage")
+
+    def _overrides(self, d: RocbDecision) -> bool:
+        proposed = [c.expert_id for c in self._s.match.candidates] if self._s.match else []
+        return (
+            bool(d.expert_ids)
+            and list(dict.fromkeys(d.expert_ids or [])) != proposed[: len(d.expert_ids or [])]
+        )
 
     def _invitees(self, d: RocbDecision) -> list[str]:
         if d.expert_ids:
@@ -691,8 +707,7 @@ class TARequestWorkflow:
         match.comment = d.comment
         match.confirmed_by = actor
         self._s.match = match
-        proposed = [c.expert_id for c in match.candidates]
-        override = bool(d.expert_ids) and match.expert_ids != proposed[: len(match.expert_ids)]
+        override = self._overrides(d)
         self._record(
             actor,
             "match_confirmed",
@@ -712,6 +727,7 @@ class TARequestWorkflow:
 
     def _apply_resumption(self, r: Resumption) -> None:
         self._s.match = None
+        self._s.donor_round_at = None
         self._record(r.actor or SYSTEM_ACTOR, "resumed", to=Stage.rocb_matching, comment=r.comment)
 
     def _apply_completion(self, c: Completion) -> None:
@@ -973,7 +989,17 @@ class TARequestWorkflow:
         left = asyncio.create_task(
             workflow.wait_condition(lambda: self._s.stage is not Stage.expert_invitation)
         )
-        await workflow.wait([child, left], return_when=asyncio.FIRST_COMPLETED)
+        while True:
+            cutoff = self._until_cutoff() if self._rounds else None
+            timer = asyncio.create_task(asyncio.sleep(cutoff.total_seconds())) if cutoff else None
+            await workflow.wait(
+                [child, left, *([timer] if timer else [])], return_when=asyncio.FIRST_COMPLETED
+            )
+            if timer is None or child.done() or left.done():
+                if timer is not None:
+                    timer.cancel()
+                break
+            await self._roll_over_meeting(info)
         if not child.done():
             child.cancel()
             info.status = InvitationStatus.cancelled
@@ -992,6 +1018,62 @@ class TARequestWorkflow:
                 data={"invitation_id": invitation_id, "expert_id": expert_id},
             )
         return outcome
+
+    async def _await_donor_round(self) -> None:
+        """A request with no match waits for the next donor round, then goes back to matching."""
+        if self._s.donor_round_at is None:
+            self._s.donor_round_at = await workflow.execute_activity_method(
+                DeadlineActivities.next_donor_round,
+                workflow.now(),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+            self._s.sla_due_at = self._s.donor_round_at
+            self._touch()
+            self._publish()
+        opens = self._s.donor_round_at
+        wait = None if opens is None else max(opens - workflow.now(), timedelta(seconds=1))
+        try:
+            await workflow.wait_condition(
+                lambda: self._s.stage is not Stage.on_hold or self._history_is_long(), timeout=wait
+            )
+        except TimeoutError:
+            self._s.match = None
+            self._s.donor_round_at = None
+            self._record(
+                SYSTEM_ACTOR,
+                "donor_round_opened",
+                to=Stage.rocb_matching,
+                comment=f"next donor round opened {opens.isoformat() if opens else ''}",
+            )
+
+    def _until_cutoff(self) -> timedelta | None:
+        """Time left before the meeting's agenda cut-off (the end of that day, UTC)."""
+        meeting = self._s.match.meeting if self._s.match else None
+        if meeting is None:
+            return None
+        cutoff = datetime.combine(meeting.agenda_cutoff + timedelta(days=1), time.min, tzinfo=UTC)
+        return max(cutoff - workflow.now(), timedelta(seconds=1))
+
+    async def _roll_over_meeting(self, info: InvitationInfo) -> None:
+        """The agenda cut-off passed while the expert was deciding: move to the next meeting."""
+        assert self._s.match is not None
+        missed = self._s.match.meeting
+        following = await workflow.execute_activity_method(
+            MatchingActivities.next_meeting,
+            workflow.now(),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        self._s.match.meeting = following
+        info.meeting = following
+        self._record(
+            SYSTEM_ACTOR,
+            "meeting_rolled_over",
+            comment=f"agenda cut-off of {missed.id if missed else '-'} passed; "
+            f"now {following.id if following else 'no meeting yet'}",
+            data={"missed": missed.id if missed else None, "meeting": following.id if following else None},
+        )
 
     def _touch(self) -> None:
         self._s.version += 1

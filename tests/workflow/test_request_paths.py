@@ -79,7 +79,9 @@ async def test_approve_match_decline_next_accept_complete(
     assert all(any(r.startswith("topic fit") for r in c.reasons) for c in candidates)
     await handle.execute_update(
         TARequestWorkflow.match,
-        RocbDecision(decision="match", actor=ROCB, expert_ids=["WT-EXP-2", "WT-EXP-3"]),
+        RocbDecision(
+            decision="match", actor=ROCB, expert_ids=["WT-EXP-2", "WT-EXP-3"], comment="Khmer-speaking first"
+        ),
     )
     state = await until_stage(handle, Stage.expert_invitation)
     first = state.invitation

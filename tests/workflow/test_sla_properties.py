@@ -53,7 +53,7 @@ async def decide(handle: Handle, name: str) -> None:
         "amend": (TARequestWorkflow.amend_signal, Amendment(draft=draft(), actor=REQUESTER)),
         "match": (
             TARequestWorkflow.rocb_match_signal,
-            RocbDecision(decision="match", expert_ids=["WT-EXP-2"], actor=ROCB),
+            RocbDecision(decision="match", expert_ids=["WT-EXP-2"], comment="override", actor=ROCB),
         ),
         "no_match": (TARequestWorkflow.rocb_match_signal, RocbDecision(decision="no_match", actor=ROCB)),
         "resume": (TARequestWorkflow.resume_signal, Resumption(actor=ROCB)),

@@ -46,7 +46,8 @@ async def to_invitation(env: WorkflowEnvironment, handle: Handle, experts: list[
         await env.sleep(timedelta(seconds=1))
         state = await handle.query(TARequestWorkflow.status)
     await handle.signal(
-        TARequestWorkflow.rocb_match_signal, RocbDecision(decision="match", expert_ids=experts, actor=ROCB)
+        TARequestWorkflow.rocb_match_signal,
+        RocbDecision(decision="match", expert_ids=experts, comment="chosen by ROCB", actor=ROCB),
     )
     await wait_for(env, handle, lambda s: s.stage is Stage.expert_invitation and s.invitation is not None)
 
