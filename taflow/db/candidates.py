@@ -66,7 +66,7 @@ def tsquery(terms: Sequence[str]) -> str:
     """An OR of the request's most telling terms (the caller orders them rarest first), each a quoted
     lexeme (concepts keep their `@`)."""
     unique = list(dict.fromkeys(t for t in terms if t))[:MAX_QUERY_TERMS]
-    return " | ".join("'" + t.replace("'", "''").replace("\\", "") + "'" for t in unique) or "''"
+    return " | ".join("'" + t.replace("'", "''").replace("\\", "") + "'" for t in unique)
 
 
 def _rank(query: Any) -> ColumnElement[float]:
@@ -153,6 +153,8 @@ async def request_candidates(
     session: AsyncSession, need: NeedWindow, terms: Sequence[str], window_days: int
 ) -> list[RequestCandidate]:
     found: dict[str, RequestCandidate] = {}
+    if not tsquery(terms):
+        return []  # nothing stored shares a single term with this request
     for stmt in request_queries(need, terms, window_days):
         for row in (await session.execute(stmt)).all():
             found.setdefault(row.id, _as_request(row))
@@ -201,6 +203,8 @@ async def activity_candidates(
 ) -> list[ActivityCandidate]:
     """Activities listing this member state and overlapping the desired period (the engine applies the
     finer rules, e.g. not ended before submission)."""
+    if not tsquery(terms):
+        return []
     a = CatalogueActivityRow
     query = cast(literal(tsquery(terms)), TSQUERY)
     stmt = (

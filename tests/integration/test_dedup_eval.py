@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -42,3 +43,26 @@ def test_dev_set_meets_the_floors(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 161
     assert set(lines[0]) == {"id", "duplicate_of", "consolidate_with"}
+
+
+async def test_first_request_of_its_kind_is_clear(sessionmaker: Any) -> None:
+    """No stored document shares a term with it: the check answers `clear` (no empty tsquery)."""
+    from datetime import UTC, datetime
+
+    from taflow.activities.dedup import run_dedup_check
+    from taflow.domain.models import DedupCheckInput, RequestDraft
+
+    draft = RequestDraft(
+        title="Zyxwvut qwertyuiop asdfghjkl",
+        description="Zxcvbnm poiuytrewq lkjhgfdsa mnbvcxz, nothing anyone has ever asked for.",
+        topics=["transit"],
+        modality="webinar",
+        desired_start="2031-01-01",
+        desired_end="2031-01-02",
+    )
+    inp = DedupCheckInput(
+        request_id="FIRST-1", member_state="BN", draft=draft, submitted_at=datetime.now(UTC)
+    )
+    async with sessionmaker() as session:
+        result = await run_dedup_check(session, inp, 183)
+    assert result.verdict == "clear" and result.candidates == []

@@ -17,7 +17,7 @@ from temporalio.worker import Worker
 from taflow.domain.enums import Role, Stage
 from taflow.domain.models import Actor, NewRequest, RequestState
 from taflow.settings import Settings
-from taflow.temporal import workflow_id
+from taflow.temporal import invitation_workflow_id, workflow_id
 from taflow.worker import build_worker
 from taflow.workflows.request import TARequestWorkflow
 from tests.workflow.conftest import draft
@@ -34,11 +34,23 @@ async def running_worker(
 ) -> AsyncIterator[Worker]:
     async with build_worker(env.client, sessionmaker, task_queue, settings) as w:
         yield w
-        # A workflow left running on a queue without a worker would stall time skipping for later tests.
-        for handle in STARTED:
-            with contextlib.suppress(RPCError):  # already closed
-                await handle.terminate("test over")
-        STARTED.clear()
+        await end_started(env)
+
+
+async def end_started(env: WorkflowEnvironment) -> None:
+    """A workflow left running on a queue without a worker would stall time skipping for later tests;
+    the test server does not apply parent-close policies either, so invitations end explicitly."""
+    for handle in STARTED:
+        with contextlib.suppress(RPCError):
+            state = await handle.query(TARequestWorkflow.status)
+            for inv in state.invitations:
+                with contextlib.suppress(RPCError):  # already answered or expired
+                    await env.client.get_workflow_handle(invitation_workflow_id(inv.id)).terminate(
+                        "test over"
+                    )
+        with contextlib.suppress(RPCError):  # already closed
+            await handle.terminate("test over")
+    STARTED.clear()
 
 
 async def start(env: WorkflowEnvironment, task_queue: str, rid: str, **request: Any) -> Handle:
