@@ -326,3 +326,43 @@ async def test_suspected_duplicate_blocks_approval_until_dismissed_and_stays_dis
     )
     assert result.stage is Stage.rocb_matching
     await record_history(second, "request-duplicate-dismissed")
+
+
+async def test_long_loops_continue_as_new_with_the_whole_state(
+    temporal_client: Client, task_queue: str, record_history: Recorder
+) -> None:
+    """Many amendment rounds: the request continues as new before its history grows large."""
+    from datetime import UTC, datetime
+
+    from taflow.domain.models import NewRequest
+    from taflow.temporal import workflow_id
+
+    rid = f"CAN-{task_queue[-6:]}"
+    requester_actor = REVIEWER.model_copy(update={"subject": "tl", "organisation": "TL", "role": "requester"})
+    handle = await temporal_client.start_workflow(
+        TARequestWorkflow.run,
+        NewRequest(
+            request_id=rid, member_state="TL", draft=draft(), submitted_by=requester_actor,
+            submitted_at=datetime.now(UTC), history_limit=120,
+        ),
+        id=workflow_id(rid),
+        task_queue=task_queue,
+    )  # fmt: skip
+    first_run = (await handle.describe()).run_id
+    for n in range(8):
+        await until_stage(handle, Stage.asec_review)
+        await handle.execute_update(
+            TARequestWorkflow.review,
+            AsecDecision(decision="request_changes", comment=f"round {n}", actor=REVIEWER),
+        )
+        await until_stage(handle, Stage.changes_requested)
+        await handle.execute_update(
+            TARequestWorkflow.amendment,
+            Amendment(draft=draft(title=f"Round {n} amendment"), actor=requester_actor),
+        )
+    state = await until_stage(handle, Stage.asec_review)
+    assert state.runs > 1 and (await handle.describe()).run_id != first_run
+    assert [e.seq for e in state.events] == list(range(1, len(state.events) + 1))  # nothing lost or doubled
+    assert [e.kind for e in state.events].count("amended") == 8
+    assert state.clock is not None and state.sla_due_at is not None  # the clock came along
+    await record_history(handle, "request-continued-as-new")
