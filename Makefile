@@ -36,8 +36,14 @@ test: $(STAMP) lint typecheck
 unit: $(STAMP)
 	$(PYTEST) -q tests/unit
 
+# Not part of `make test`. Writes benchmarks/RESULTS.md (see docs/benchmarks.md); BENCH_SCALE=0.2 for a quick pass.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Fault drills against a throw-away stack (own PostgreSQL, Temporal, worker, API on free loopback ports);
+# `make test` runs their short form (tests/drills). DRILLS_ARGS, e.g. "-n 50 worker-kill".
+drills: $(STAMP)
+	$(BIN)/python -m taflow.drills $(DRILLS_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache

@@ -36,9 +36,12 @@ app = typer.Typer(
 SUB_APPS: dict[str, str] = {
     # command name -> module exposing `app: typer.Typer`; missing modules are skipped
     "keys": "taflow.cli_keys",
+    "webhooks": "taflow.cli_webhooks",
     "catalogue": "taflow.cli_catalogue",
     "dedup-eval": "taflow.cli_dedup_eval",
     "overdue": "taflow.cli_overdue",
+    # "": merged at the top level: `requests show`, `signal`, `reproject`, `replay`, `histories export`
+    "": "taflow.cli_ops",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -32,6 +33,62 @@ class Settings(BaseSettings):
     sla_policy_file: Path | None = None
     """TOML file of SLA policies; unset: taflow/reference/sla.toml."""
     log_level: str = "INFO"
+
+    # -- operations (issue 7): logs, metrics, traces; see docs/operations.md
+    log_format: Literal["json", "console"] = "json"
+    """Every line one JSON object (request id, workflow id, run id); `console` for humans."""
+    worker_metrics_host: str = "127.0.0.1"
+    """Where the worker's Prometheus endpoint listens (SDK metrics and business metrics together)."""
+    worker_metrics_port: int = 9464
+    """Port of the worker's `/metrics`; 0 turns it off."""
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    """Traces: off, printed to stdout, or sent over OTLP/HTTP to `otel_endpoint`."""
+    otel_endpoint: str | None = None
+    """OTLP/HTTP traces URL (e.g. http://otel-collector:4318/v1/traces); unset: OTEL_EXPORTER_OTLP_* env."""
+    otel_service_name: str = "taflow"
+    """Service name on spans; the process kind is appended (taflow-api, taflow-worker)."""
+    temporal_tls: bool = False
+    """TLS to the Temporal frontend (a cluster behind TLS; implied by an API key or a client cert)."""
+    temporal_api_key: str | None = None
+    """Temporal Cloud API key (sent as a bearer token over TLS)."""
+    temporal_tls_cert: Path | None = None
+    """PEM client certificate for mTLS (Temporal Cloud mTLS namespaces, self-hosted mTLS)."""
+    temporal_tls_key: Path | None = None
+    """PEM private key of `temporal_tls_cert`."""
+
+    # -- front door (issue 6): idempotency, webhooks, OIDC; see docs/security.md and docs/webhooks.md
+    idempotency_ttl_hours: int = 24
+    """How long a successful answer is replayed for its Idempotency-Key."""
+    idempotency_wait_seconds: float = 30.0
+    """How long a retry waits for the first request with its key to finish before answering 409."""
+    webhook_allow_http: bool = False
+    """Accept `http://` webhook URLs (development and tests only; production needs https)."""
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = 12
+    """Attempts per delivery before it is dead-lettered (redeliverable by an admin)."""
+    webhook_initial_interval_seconds: float = 5.0
+    webhook_max_interval_seconds: float = 3600.0
+    """Backoff doubles from the initial interval up to this; 12 attempts at the defaults span ~3 hours."""
+    webhook_batch_size: int = 100
+    webhook_poll_seconds: float = 1.0
+    """How often the dispatcher looks for new outbox rows while it is idle."""
+    webhook_idle_wait_seconds: float = 60.0
+    """How long one claim activity waits for work before returning empty (fewer history events)."""
+    oidc_issuer: str | None = None
+    """`iss` that OIDC access tokens must carry; unset: only API keys are accepted."""
+    oidc_audience: str | None = None
+    """`aud` that tokens must carry (required when oidc_issuer is set)."""
+    oidc_jwks_url: str | None = None
+    """Where the issuer's JWKS is served (https), or use oidc_jwks_file."""
+    oidc_jwks_file: Path | None = None
+    oidc_algorithms: list[str] = ["RS256", "ES256", "PS256", "EdDSA"]
+    oidc_subject_claim: str = "sub"
+    oidc_organisation_claim: str = "taflow_org"
+    oidc_role_claim: str = "taflow_role"
+    """Claims naming the caller's organisation id and role (a string, or a list holding one known role)."""
+    oidc_role_map: dict[str, str] = {}
+    """The issuer's role names -> TAflow roles, e.g. {"ta-reviewer": "asec_reviewer"} (JSON in the env)."""
+    oidc_leeway_seconds: int = 30
 
     @property
     def credentials_file(self) -> Path:

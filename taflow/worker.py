@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from taflow.activities.actors import ActorActivities
 from taflow.activities.deadlines import DeadlineActivities
 from taflow.activities.dedup import DedupActivities
 from taflow.activities.matching import MatchingActivities
@@ -38,6 +39,7 @@ def build_worker(
     notify = NotifyActivities(sessionmaker, settings.public_base_url)
     deadlines = DeadlineActivities(settings.sla_policy_file)
     webhooks = WebhookActivities(sessionmaker, settings)
+    actors = ActorActivities(sessionmaker)
     return Worker(
         client,
         task_queue=task_queue,
@@ -54,6 +56,7 @@ def build_worker(
             webhooks.claim_webhook_work,
             webhooks.deliver_webhook,
             webhooks.dead_letter_webhook,
+            actors.verify_actor,
         ],
         interceptors=[LogContextInterceptor()],  # tracing comes with the client's interceptors
     )

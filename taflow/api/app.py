@@ -16,15 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from taflow import temporal
+from taflow.api.idempotency import IdempotencyMiddleware
 from taflow.api.problems import BodyLimitMiddleware, install_problem_handlers, problems_to_media_type
-from taflow.api.routes import health, inbox, invitations, requests
+from taflow.api.routes import health, inbox, invitations, requests, webhooks
 from taflow.db.session import make_engine, make_sessionmaker
+from taflow.observability.api import install_observability
 from taflow.settings import Settings, get_settings, resolve_database_url
 
 TAGS = [
     {"name": "requests", "description": "Submit TA requests, read them and take decisions on them."},
     {"name": "invitations", "description": "Experts' answers to invitations."},
     {"name": "inbox", "description": "What waits on the caller."},
+    {"name": "webhooks", "description": "Signed event delivery to partner systems (Standard Webhooks)."},
     {"name": "health", "description": "Readiness of this process."},
 ]
 
@@ -57,9 +60,11 @@ def create_app(
         openapi_tags=TAGS,
         lifespan=lifespan,
     )
+    app.add_middleware(IdempotencyMiddleware)  # inside the body limit: sees the buffered body
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_problem_handlers(app)
-    for module in (requests, invitations, inbox, health):
+    install_observability(app, settings)  # request ids in JSON logs, /metrics, traces when configured
+    for module in (requests, invitations, inbox, webhooks, health):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

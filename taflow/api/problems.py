@@ -29,11 +29,14 @@ KINDS: dict[str, tuple[int, str]] = {
     "invalid-cursor": (400, "Invalid pagination cursor"),
     "unauthorized": (401, "Missing or invalid credentials"),
     "forbidden": (403, "Not allowed"),
+    "four-eyes": (403, "The four-eyes rule forbids this"),
     "not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),
     "conflict": (409, "Conflict"),
     "wrong-stage": (409, "The request is not at a stage that allows this"),
+    "duplicate-unresolved": (409, "A suspected duplicate must be confirmed or dismissed first"),
     "idempotency-conflict": (409, "Idempotency-Key reused with a different body"),
+    "idempotency-in-progress": (409, "A request with this Idempotency-Key is still being processed"),
     "token-used": (409, "Invitation link already used"),
     "token-expired": (410, "Invitation link expired"),
     "payload-too-large": (413, "Request body too large"),
@@ -173,6 +176,8 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     kind = STATUS_KINDS.get(exc.status_code, "bad-request" if exc.status_code < 500 else "internal-error")
     detail = exc.detail if isinstance(exc.detail, str) else None
+    if exc.status_code == 400 and detail and detail.startswith("There was an error parsing the body"):
+        kind, detail = "malformed-json", "the body is not valid JSON (or not UTF-8)"
     return problem_response(
         kind, detail, instance=request.url.path, headers=exc.headers, status=exc.status_code
     )
@@ -195,9 +200,9 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Malformed JSON or an invalid cursor",
         401: "Missing, unknown or revoked API key",
-        403: "The caller's role may not do this",
+        403: "The caller's role may not do this (or the four-eyes rule forbids it)",
         404: "No such request (or not visible to the caller)",
-        409: "Wrong stage, or Idempotency-Key reused with another body",
+        409: "Wrong stage, or Idempotency-Key reused with another body (or still in progress)",
         410: "Invitation link expired",
         413: "Body larger than the configured limit",
         415: "Body is not JSON",

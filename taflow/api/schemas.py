@@ -105,6 +105,11 @@ class AsecReviewBody(Body):
                     "consolidate_into": "TA-2026-000031",
                 },
                 {"decision": "request_changes", "comment": "Please name the number of participants."},
+                {
+                    "decision": "dismiss",
+                    "comment": "Different need: air cargo, not passengers.",
+                    "dismissed": ["TA-2026-000012"],
+                },
             ]
         },
     )
@@ -114,6 +119,7 @@ class AsecReviewBody(Body):
     duplicate_of: CatalogueId | None = None
     consolidate_into: Identifier | None = None
     spcd_priorities: Annotated[list[SpcdPriority], Field(max_length=5)] = []
+    dismissed: Annotated[list[CatalogueId], Field(max_length=20)] = []
 
     @model_validator(mode="after")
     def _rules(self) -> AsecReviewBody:
@@ -648,11 +654,12 @@ class InboxItem(BaseModel):
     sla_due_at: datetime | None = None
     updated_at: datetime
     invitation_id: str | None = None
+    overdue: bool = Field(default=False, description="Past its SLA due date")
     action: str | None = Field(default=None, description="The call that completes this task")
     href: str = Field(description="Where to POST that call")
 
     @classmethod
-    def of_row(cls, row: RequestRow) -> InboxItem:
+    def of_row(cls, row: RequestRow, now: datetime | None = None) -> InboxItem:
         stage = Stage(row.stage)
         action = ACTIONS.get(stage)
         if stage is Stage.expert_invitation and row.invitation_id:
@@ -670,13 +677,41 @@ class InboxItem(BaseModel):
             sla_due_at=row.sla_due_at,
             updated_at=row.updated_at,
             invitation_id=row.invitation_id,
+            overdue=row.sla_due_at is not None and row.sla_due_at < (now or datetime.now(UTC)),
             action=action,
             href=href,
         )
 
 
 class InboxView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "request_id": "TA-2026-000042",
+                            "member_state": "KH",
+                            "stage": "asec_review",
+                            "title": DRAFT_EXAMPLE["title"],
+                            "waiting_on": "asec_reviewer",
+                            "sla_due_at": "2026-03-16T09:00:00Z",
+                            "updated_at": "2026-03-02T08:16:00Z",
+                            "overdue": False,
+                            "action": "asec-review",
+                            "href": "/v1/requests/TA-2026-000042/asec-review",
+                        }
+                    ],
+                    "next_cursor": None,
+                }
+            ]
+        }
+    )
+
     items: list[InboxItem]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null at the end"
+    )
 
 
 class HealthView(BaseModel):

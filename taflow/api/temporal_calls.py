@@ -37,6 +37,7 @@ START_TIMEOUT = timedelta(seconds=10)
 
 FAILURE_KINDS = {
     "WrongStage": "wrong-stage",
+    "DuplicateUnresolved": "duplicate-unresolved",
     "Forbidden": "forbidden",
     "InvalidDecision": "invalid-decision",
     "NotFound": "not-found",
@@ -60,6 +61,18 @@ def _rpc_problem(exc: RPCError) -> ProblemError:
     return ProblemError("internal-error", "unexpected Temporal error (logged)")
 
 
+def request_memo(new_request: NewRequest) -> dict[str, Any]:
+    """Shown in the Temporal UI beside the summary: whose request it is, under their own reference."""
+    memo: dict[str, Any] = {
+        "request_id": new_request.request_id,
+        "member_state": new_request.member_state.value,
+        "submitted_by": new_request.submitted_by.subject,
+    }
+    if new_request.draft.client_reference:
+        memo["client_reference"] = new_request.draft.client_reference
+    return memo
+
+
 async def start_request(client: Client, new_request: NewRequest, task_queue: str) -> None:
     """Start the request's workflow; a repeat (retry, replay) maps to the existing one."""
     try:
@@ -72,6 +85,7 @@ async def start_request(client: Client, new_request: NewRequest, task_queue: str
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary=f"{new_request.request_id} ({new_request.member_state.value}): "
             f"{new_request.draft.title}"[:200],
+            memo=request_memo(new_request),
             rpc_timeout=START_TIMEOUT,
         )
     except WorkflowAlreadyStartedError:

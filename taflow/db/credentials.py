@@ -51,11 +51,29 @@ class ApiKeyInfo:
     revoked_at: datetime | None
 
 
+class InvalidIdentity(ValueError):
+    """A key that may not exist: a role its organisation cannot hold, an empty or overlong subject."""
+
+
+def check_identity(organisation: str, role: Role, subject: str) -> None:
+    from taflow.authz import ROLE_ORGANISATIONS
+
+    if organisation not in ROLE_ORGANISATIONS[role]:
+        allowed = ", ".join(sorted(ROLE_ORGANISATIONS[role]))
+        raise InvalidIdentity(f"role {role.value} belongs to {allowed}, not {organisation}")
+    if not subject.strip() or len(subject) > 120:
+        raise InvalidIdentity("the subject (the person or system the key is for) must be 1-120 characters")
+
+
 async def create_key(
     session: AsyncSession, organisation: str, role: Role | str, subject: str, label: str = ""
 ) -> str:
-    """Store a new key's digest and return the key (shown once). The caller commits."""
+    """Store a new key's digest and return the key (shown once). The caller commits.
+
+    Raises InvalidIdentity when the role does not fit the organisation (taflow.authz.ROLE_ORGANISATIONS).
+    """
     role = Role(role)
+    check_identity(organisation, role, subject)
     key = generate_key()
     session.add(
         ApiKeyRow(
@@ -91,23 +109,47 @@ async def authenticate(session: AsyncSession, key: str) -> Actor | None:
     return Actor(subject=row.subject, organisation=row.organisation_id, role=role)
 
 
-async def list_keys(session: AsyncSession, organisation: str | None = None) -> list[ApiKeyInfo]:
+def _info(r: ApiKeyRow) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        id=r.id,
+        prefix=r.prefix,
+        organisation=r.organisation_id,
+        role=r.role,
+        subject=r.subject,
+        label=r.label,
+        created_at=r.created_at,
+        revoked_at=r.revoked_at,
+    )
+
+
+async def list_keys(
+    session: AsyncSession, organisation: str | None = None, *, include_revoked: bool = True
+) -> list[ApiKeyInfo]:
     query = select(ApiKeyRow).order_by(ApiKeyRow.id)
     if organisation is not None:
         query = query.where(ApiKeyRow.organisation_id == organisation)
-    return [
-        ApiKeyInfo(
-            id=r.id,
-            prefix=r.prefix,
-            organisation=r.organisation_id,
-            role=r.role,
-            subject=r.subject,
-            label=r.label,
-            created_at=r.created_at,
-            revoked_at=r.revoked_at,
+    if not include_revoked:
+        query = query.where(ApiKeyRow.revoked_at.is_(None))
+    return [_info(r) for r in (await session.execute(query)).scalars()]
+
+
+async def rotate_key(
+    session: AsyncSession, key_id: int, *, revoke_old: bool = True
+) -> tuple[str, ApiKeyInfo] | None:
+    """A new key for the same organisation, role, subject and label; the old one revoked (unless told
+    to keep it for a changeover). None when `key_id` is unknown or already revoked. The caller commits."""
+    old = (
+        await session.execute(
+            select(ApiKeyRow).where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None)).with_for_update()
         )
-        for r in (await session.execute(query)).scalars()
-    ]
+    ).scalar_one_or_none()
+    if old is None:
+        return None
+    key = await create_key(session, old.organisation_id, old.role, old.subject, old.label)
+    if revoke_old:
+        old.revoked_at = datetime.now(UTC)
+    new = (await session.execute(select(ApiKeyRow).where(ApiKeyRow.digest == digest(key)))).scalar_one()
+    return key, _info(new)
 
 
 async def revoke_key(session: AsyncSession, key_id: int) -> bool:

@@ -10,11 +10,13 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taflow import authz
+from taflow.authz import Action, Reach
 from taflow.db.models import (
     CatalogueActivityRow,
     InvitationTokenRow,
@@ -42,10 +44,16 @@ class Scope:
     expert_id: str | None = None
 
     @classmethod
-    def of(cls, actor: Actor) -> Scope:
-        if actor.role is Role.requester:
+    def of(cls, actor: Actor, reach: Reach | None = None) -> Scope:
+        """The scope of `reach` (taflow.authz); by default the caller's reach for reading requests."""
+        if reach is None:
+            try:
+                reach = authz.reach(actor, Action.read_request)
+            except authz.Denied:
+                return cls(member_state="", expert_id="")  # sees nothing
+        if reach is Reach.own:
             return cls(member_state=actor.organisation)
-        if actor.role is Role.expert:
+        if reach is Reach.invited:
             return cls(expert_id=actor.subject)
         return cls()
 
@@ -165,15 +173,72 @@ def inbox_clause(actor: Actor) -> ColumnElement[bool]:
     return false()
 
 
-async def inbox(session: AsyncSession, actor: Actor, *, limit: int = 50) -> list[RequestRow]:
-    """Tasks for the caller, most urgent first (SLA due date, then the oldest change)."""
-    query = (
-        select(RequestRow)
-        .where(inbox_clause(actor), RequestRow.stage.not_in(TERMINAL_VALUES))
-        .order_by(RequestRow.sla_due_at.asc().nulls_last(), RequestRow.updated_at.asc(), RequestRow.id)
-        .limit(max(1, min(limit, MAX_LIMIT)))
+@dataclass(frozen=True)
+class InboxFilter:
+    stage: str | None = None
+    member_state: str | None = None
+    overdue: bool | None = None
+
+
+def encode_inbox_cursor(row: RequestRow) -> str:
+    due = row.sla_due_at.isoformat() if row.sla_due_at else None
+    raw = json.dumps([due, row.updated_at.isoformat(), row.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _inbox_after(cursor: str) -> ColumnElement[bool]:
+    """Rows after the cursor's in the inbox order (due date, nulls last; then oldest change; then id)."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        due_text, at_text, last_id = json.loads(raw)
+        due = datetime.fromisoformat(due_text) if due_text is not None else None
+        at = datetime.fromisoformat(at_text)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidCursor("cursor is not one this server issued") from exc
+    if not isinstance(last_id, str) or at.tzinfo is None or (due is not None and due.tzinfo is None):
+        raise InvalidCursor("cursor is not one this server issued")
+    later = tuple_(RequestRow.updated_at, RequestRow.id) > tuple_(at, last_id)
+    if due is None:
+        return and_(RequestRow.sla_due_at.is_(None), later)
+    return or_(
+        RequestRow.sla_due_at > due,
+        and_(RequestRow.sla_due_at == due, later),
+        RequestRow.sla_due_at.is_(None),
     )
-    return list((await session.execute(query)).scalars())
+
+
+async def inbox(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    filters: InboxFilter | None = None,
+    now: datetime | None = None,
+) -> Page:
+    """Tasks for the caller, most urgent first (SLA due date, then the oldest change), a page at a time."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    query = select(RequestRow).where(inbox_clause(actor), RequestRow.stage.not_in(TERMINAL_VALUES))
+    f = filters or InboxFilter()
+    if f.stage:
+        query = query.where(RequestRow.stage == f.stage)
+    if f.member_state:
+        query = query.where(RequestRow.member_state == f.member_state)
+    if f.overdue is not None:
+        moment = now or datetime.now(UTC)
+        late = and_(RequestRow.sla_due_at.is_not(None), RequestRow.sla_due_at < moment)
+        query = query.where(late if f.overdue else ~late)
+    if cursor:
+        query = query.where(_inbox_after(cursor))
+    query = query.order_by(
+        RequestRow.sla_due_at.asc().nulls_last(), RequestRow.updated_at.asc(), RequestRow.id
+    ).limit(limit + 1)
+    rows = list((await session.execute(query)).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_inbox_cursor(rows[-1])
+    return Page(rows, next_cursor)
 
 
 # ---------------------------------------------------------------------------- lookups for the API

@@ -73,6 +73,8 @@ SLA_PATCH = "sla-clocks"
 """Deadlines on working-day calendars: reminders, escalation, expiry, hold (issue 4)."""
 DEDUP_GATE_PATCH = "dedup-confirmation"
 """Approval waits until a suspected duplicate is confirmed or dismissed (issue 3)."""
+FOUR_EYES_PATCH = "four-eyes"
+"""Whoever submitted or amended a request cannot take its ASEC decision, by API or by signal (6)."""
 ROUNDS_PATCH = "donor-rounds-and-cutoffs"
 """on_hold ends at the next donor round; a missed agenda cut-off rolls over; overrides need a reason (5)."""
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -127,6 +129,7 @@ class TARequestWorkflow:
         self._sla = False
         self._dedup_gate = False
         self._rounds = False
+        self._four_eyes = False
         self._clock_dirty = False
         self._retime: Actor | None = None
 
@@ -137,6 +140,7 @@ class TARequestWorkflow:
         self._sla = workflow.patched(SLA_PATCH)
         self._dedup_gate = workflow.patched(DEDUP_GATE_PATCH)
         self._rounds = workflow.patched(ROUNDS_PATCH)
+        self._four_eyes = workflow.patched(FOUR_EYES_PATCH)
         if request.resume is None:
             self._record(request.submitted_by, "submitted", to=Stage.submitted, comment=request.draft.title)
             self._record(SYSTEM_ACTOR, "dedup_started", to=Stage.dedup_check)
@@ -548,7 +552,11 @@ class TARequestWorkflow:
             raise _refuse("Forbidden", "only the requesting member state may do this")
 
     def _check_review(self, d: AsecDecision) -> None:
-        self._expect(d.actor, [Stage.asec_review], ASEC_DECIDERS)
+        actor = self._expect(d.actor, [Stage.asec_review], ASEC_DECIDERS)
+        if self._four_eyes and actor.subject in self._parties():
+            raise _refuse(
+                "Forbidden", "four-eyes: whoever submitted or amended a request cannot decide on it"
+            )
         suspected = self._suspected_ids()
         if self._dedup_gate and d.decision is AsecVerdict.approve and suspected:
             raise _refuse(
@@ -567,6 +575,11 @@ class TARequestWorkflow:
             raise _refuse("InvalidDecision", "a request cannot duplicate itself")
         if d.decision is AsecVerdict.consolidate and d.consolidate_into == self._s.request_id:
             raise _refuse("InvalidDecision", "a request cannot be consolidated into itself")
+
+    def _parties(self) -> set[str]:
+        return {self._s.submitted_by.subject} | {
+            e.actor.subject for e in self._s.events if e.kind == "amended"
+        }
 
     def _suspected_ids(self) -> list[str]:
         dedup = self._s.dedup

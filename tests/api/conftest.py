@@ -127,6 +127,8 @@ async def put_request(
     sla_due_at: datetime | None = None,
     invitation: dict[str, Any] | None = None,
     version: int = 1,
+    submitted_by: str = "x",
+    extra_events: list[AuditEvent] | None = None,
 ) -> str:
     """A read-model row (and its audit events) written by the real projection writer."""
     rid = request_id or new_id()
@@ -138,7 +140,7 @@ async def put_request(
         draft=d,
         beneficiaries=[member_state],
         stage=stage,
-        submitted_by=Actor(subject="x", organisation=member_state, role=Role.requester),
+        submitted_by=Actor(subject=submitted_by, organisation=member_state, role=Role.requester),
         submitted_at=now - timedelta(days=1),
         updated_at=now,
         sla_due_at=sla_due_at,
@@ -148,6 +150,7 @@ async def put_request(
                 seq=1, at=now - timedelta(days=1), actor=SYSTEM, kind="submitted", to_stage=Stage.submitted
             ),
             AuditEvent(seq=2, at=now, actor=SYSTEM, kind="moved", from_stage=Stage.submitted, to_stage=stage),
+            *(extra_events or []),
         ],
         version=version,
     )
@@ -158,3 +161,22 @@ async def put_request(
 
 def today() -> date:
     return datetime.now(UTC).date()
+
+
+async def closed_workflow(client: Client, wf_id: str, workflow: str = "TARequestWorkflow") -> None:
+    """A workflow that ran and was terminated: updates to it answer 409 (closed), never 404."""
+    handle = await client.start_workflow(workflow, {}, id=wf_id, task_queue=f"idle-{uuid.uuid4().hex[:8]}")
+    await handle.terminate("test")
+
+
+async def new_key(
+    sessionmaker: async_sessionmaker[AsyncSession], organisation: str, role: str, subject: str
+) -> dict[str, str]:
+    """Authorization headers for a fresh API key."""
+    from taflow.db.credentials import create_key, ensure_organisations
+
+    async with sessionmaker() as s:
+        await ensure_organisations(s, [organisation])
+        key = await create_key(s, organisation, role, subject)
+        await s.commit()
+    return {"Authorization": f"Bearer {key}"}

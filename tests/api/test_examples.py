@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from taflow.api import schemas
+from taflow.api import schemas, webhook_schemas
 from taflow.api.problems import Problem
 from taflow.domain.models import RequestDraft
 
@@ -13,8 +13,9 @@ MODELS: list[type[BaseModel]] = [
     Problem,
     *[
         m
-        for m in vars(schemas).values()
-        if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == schemas.__name__
+        for module in (schemas, webhook_schemas)
+        for m in vars(module).values()
+        if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == module.__name__
     ],
 ]
 

@@ -60,6 +60,24 @@ async def submit(api: httpx.AsyncClient, auth: Auth, who: str = "KH/requester", 
     return rid
 
 
+async def approve(api: httpx.AsyncClient, rid: str, headers: dict[str, str], **extra: Any) -> httpx.Response:
+    """ASEC approval; suspected duplicates (other tests submit similar drafts) are dismissed first."""
+    body = (await api.get(f"/v1/requests/{rid}", headers=headers)).json()
+    suspected = [c["id"] for c in body["duplicate_candidates"] if c["relation"] == "duplicate_suspected"]
+    if suspected:
+        resp = await api.post(
+            f"/v1/requests/{rid}/asec-review",
+            json={"decision": "dismiss", "dismissed": suspected, "comment": "different need"},
+            headers=headers,
+        )
+        assert resp.status_code == 200, resp.text
+    return await api.post(
+        f"/v1/requests/{rid}/asec-review",
+        json={"decision": "approve", "comment": "aligned", **extra},
+        headers=headers,
+    )
+
+
 async def link_token(sessionmaker: SM, invitation_id: str) -> str:
     for _ in range(100):
         async with sessionmaker() as s:
@@ -113,11 +131,7 @@ async def test_approve_match_accept_by_link_complete(
     unchanged = (await api.get(f"/v1/requests/{rid}", headers=asec)).json()
     assert unchanged["version"] == before["version"] and unchanged["stage"] == "asec_review"
 
-    resp = await api.post(
-        f"/v1/requests/{rid}/asec-review",
-        json={"decision": "approve", "comment": "aligned", "spcd_priorities": ["digitalization"]},
-        headers=auth("ASEC/asec_head"),
-    )
+    resp = await approve(api, rid, auth("ASEC/asec_head"), spcd_priorities=["digitalization"])
     assert resp.status_code == 200, resp.text
     assert resp.json()["stage"] == "rocb_matching"
     assert resp.json()["id"] == rid
@@ -231,7 +245,7 @@ async def test_hold_resume_decline_and_cancel(api: httpx.AsyncClient, auth: Auth
     rid = await submit(api, auth, "MY/requester")
     asec, rocb, expert = auth("ASEC/asec_reviewer"), auth("ROCB-AP/rocb_officer"), auth("WCO/expert")
     await at_stage(api, rid, asec, "asec_review")
-    await api.post(f"/v1/requests/{rid}/asec-review", json={"decision": "approve"}, headers=asec)
+    assert (await approve(api, rid, asec)).status_code == 200
     resp = await api.post(
         f"/v1/requests/{rid}/rocb-match", json={"decision": "no_match", "comment": "no funds"}, headers=rocb
     )
@@ -239,9 +253,11 @@ async def test_hold_resume_decline_and_cancel(api: httpx.AsyncClient, auth: Auth
     resp = await api.post(f"/v1/requests/{rid}/resumption", json={"comment": "new round"}, headers=asec)
     assert resp.status_code == 200 and resp.json()["stage"] == "rocb_matching"
     resp = await api.post(
-        f"/v1/requests/{rid}/rocb-match", json={"decision": "match", "expert_ids": ["EXP-001"]}, headers=rocb
+        f"/v1/requests/{rid}/rocb-match",
+        json={"decision": "match", "expert_ids": ["EXP-001"], "comment": "speaks Malay"},
+        headers=rocb,
     )
-    assert resp.json()["stage"] == "expert_invitation"
+    assert resp.json()["stage"] == "expert_invitation", resp.text
     body = await wait_for(api, rid, rocb, lambda b: b["invitation"] is not None)
     inv = body["invitation"]["id"]
     other_expert = await api.post(

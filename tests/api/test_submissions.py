@@ -16,12 +16,23 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from taflow.db.credentials import create_key
 from taflow.db.models import SubmissionRow
 from taflow.domain.models import NewRequest
 from taflow.temporal import workflow_id
 from tests.api.conftest import assert_problem, count, draft
 
 Auth = Callable[[str], dict[str, str]]
+
+
+async def _second_key(sessionmaker: async_sessionmaker[AsyncSession], member_state: str) -> dict[str, str]:
+    """Another requester credential of `member_state` (another person of the same administration)."""
+    async with sessionmaker() as s:
+        key = await create_key(s, member_state, "requester", f"second-{uuid.uuid4().hex[:6]}")
+        await s.commit()
+    return {"Authorization": f"Bearer {key}"}
+
+
 ID = re.compile(r"^TA-\d{4}-\d{6}$")
 
 
@@ -67,10 +78,17 @@ async def test_same_key_same_body_replays(
     again = await api.post(
         "/v1/requests", content=reordered, headers=headers | {"content-type": "application/json"}
     )
-    assert again.status_code == 200, again.text
-    assert again.json()["id"] == first.json()["id"]
+    assert again.status_code == 201, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
     assert again.headers["location"] == first.headers["location"]
     assert await count(sessionmaker, "submissions") == before
+    # another credential of the same member state with the same key: the submission record replays it
+    other = await _second_key(sessionmaker, "TH")
+    third = await api.post("/v1/requests", json=draft(), headers=other | {"Idempotency-Key": key})
+    assert third.status_code == 200, third.text
+    assert third.json()["id"] == first.json()["id"]
+    assert "idempotent-replayed" not in third.headers
 
 
 async def test_same_key_other_body_conflicts(
@@ -95,17 +113,18 @@ async def test_keys_are_per_member_state(api: httpx.AsyncClient, auth: Auth) -> 
     assert a.json()["id"] != b.json()["id"]
 
 
-async def test_twenty_concurrent_submissions_with_one_key_make_one_request(
+async def test_hundred_concurrent_submissions_with_one_key_make_one_request(
     api: httpx.AsyncClient, auth: Auth, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     key = f"burst-{uuid.uuid4()}"
     headers = auth("PH/requester") | {"Idempotency-Key": key}
     responses = await asyncio.gather(
-        *[api.post("/v1/requests", json=draft(), headers=headers) for _ in range(20)]
+        *[api.post("/v1/requests", json=draft(), headers=headers) for _ in range(100)]
     )
-    codes = sorted(r.status_code for r in responses)
-    assert codes == [200] * 19 + [201], [r.text for r in responses if r.status_code not in (200, 201)]
-    assert len({r.json()["id"] for r in responses}) == 1
+    assert {r.status_code for r in responses} == {201}, {r.text for r in responses if r.status_code != 201}
+    assert len({r.content for r in responses}) == 1  # 100 identical answers, byte for byte
+    assert len({r.headers["location"] for r in responses}) == 1
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 99
     async with sessionmaker() as s:
         rows = (
             (

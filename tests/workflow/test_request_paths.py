@@ -361,8 +361,32 @@ async def test_long_loops_continue_as_new_with_the_whole_state(
             Amendment(draft=draft(title=f"Round {n} amendment"), actor=requester_actor),
         )
     state = await until_stage(handle, Stage.asec_review)
+    while state.clock is None:  # the due date comes from an activity once the stage has started
+        await asyncio.sleep(0.05)
+        state = await handle.query(TARequestWorkflow.status)
     assert state.runs > 1 and (await handle.describe()).run_id != first_run
     assert [e.seq for e in state.events] == list(range(1, len(state.events) + 1))  # nothing lost or doubled
     assert [e.kind for e in state.events].count("amended") == 8
     assert state.clock is not None and state.sla_due_at is not None  # the clock came along
     await record_history(handle, "request-continued-as-new")
+
+
+async def test_four_eyes_holds_for_signals(
+    start_request: Callable[..., Any], record_history: Recorder
+) -> None:
+    handle = await start_request("SG")
+    state = await until_stage(handle, Stage.asec_review)
+    same_person = REVIEWER.model_copy(update={"subject": state.submitted_by.subject})
+    await handle.signal(
+        TARequestWorkflow.asec_review_signal,
+        AsecDecision(decision="reject", comment="mine", actor=same_person),
+    )
+    await handle.signal(
+        TARequestWorkflow.asec_review_signal,
+        AsecDecision(decision="reject", comment="out of scope", actor=REVIEWER),
+    )
+    final = await handle.result()
+    refused = [e for e in final.events if e.kind == "refused"]
+    assert len(refused) == 1 and "four-eyes" in refused[0].comment
+    assert final.stage is Stage.rejected and final.events[-1].actor.subject == REVIEWER.subject
+    await record_history(handle, "request-four-eyes-signal")

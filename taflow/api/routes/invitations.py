@@ -7,11 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query
 
-from taflow.api.auth import OptionalActor, unauthorized
+from taflow import authz
+from taflow.api.auth import OptionalActor, check, unauthorized
 from taflow.api.deps import ClientDep, SessionDep, SessionMakerDep
+from taflow.api.idempotency import IDEMPOTENT
 from taflow.api.problems import ProblemError, problem_responses
 from taflow.api.schemas import InvitationOutcomeView, InvitationResponseBody
 from taflow.api.temporal_calls import run_update
+from taflow.authz import Action
 from taflow.db.credentials import lock_invitation_token
 from taflow.db.read_queries import invitation_expert
 from taflow.domain.enums import Organisation, Role
@@ -28,9 +31,11 @@ TOKEN_HEADER = Header(alias="X-Invitation-Token", max_length=200, description="A
     "/{invitation_id}/response",
     summary="An expert accepts or declines an invitation",
     description="Authenticate with the link token (`?token=` or `X-Invitation-Token`; single use, expires), "
-    "or with an API key: the invited expert's own, or ROCB A/P recording the expert's answer.",
+    "or with an API key: the invited expert's own, or ROCB A/P recording the expert's answer.\n\n"
+    + authz.who(Action.respond_invitation),
     response_model=InvitationOutcomeView,
-    responses=problem_responses(401, 403, 404, 409, 410, 413, 415, 422, 503, 504),
+    responses=problem_responses(400, 401, 403, 404, 409, 410, 413, 415, 422, 503, 504),
+    dependencies=[IDEMPOTENT],
 )
 async def respond(
     invitation_id: Annotated[str, Path(examples=["TA-2026-000042-1"])],
@@ -70,11 +75,11 @@ async def respond(
         return InvitationOutcomeView.of(outcome)
     if actor is None:
         raise unauthorized("send the link token or an API key", invalid=False)
-    if actor.role is Role.expert:
-        if await invitation_expert(session, invitation_id) != actor.subject:
+    caller = check(actor, Action.respond_invitation)
+    if caller.reach is not authz.Reach.any:
+        invited = await invitation_expert(session, invitation_id)
+        if not authz.sees_request(actor, caller.reach, None, invited):
             raise ProblemError("not-found", f"no invitation {invitation_id} for you")
-    elif actor.role is not Role.rocb_officer:
-        raise ProblemError("forbidden", f"role {actor.role.value} may not answer invitations")
     await session.commit()
     outcome = await run_update(
         client,

@@ -6,13 +6,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from taflow.api.auth import CurrentActor, require
+from taflow import authz
+from taflow.api.auth import Caller, allow
 from taflow.api.deps import ClientDep, SessionDep, SettingsDep
+from taflow.api.idempotency import IDEMPOTENT, IdempotencyKey
 from taflow.api.problems import ProblemError, field_errors, problem_responses
 from taflow.api.schemas import (
     DRAFT_EXAMPLE,
@@ -33,6 +35,7 @@ from taflow.api.schemas import (
     WithdrawalBody,
 )
 from taflow.api.temporal_calls import query_status, run_update, start_request
+from taflow.authz import Action
 from taflow.db.read_queries import (
     InvalidCursor,
     Located,
@@ -46,25 +49,13 @@ from taflow.db.read_queries import (
     open_request,
 )
 from taflow.db.submissions import IdempotencyConflict, find_submission, record_submission
-from taflow.domain.enums import AsecVerdict, MemberState, Role, Stage, Topic
+from taflow.domain.enums import AsecVerdict, MemberState, Stage, Topic
 from taflow.domain.models import Actor, DecisionResult, NewRequest, RequestDraft, RequestState
 from taflow.temporal import workflow_id
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
 
 RequestId = Annotated[str, Path(description="Business id, e.g. TA-2026-000042", examples=["TA-2026-000042"])]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Any printable ASCII string; a retry with the same key and body returns the same request",
-    ),
-]
-
-ASEC = (Role.asec_reviewer, Role.asec_head)
 
 
 def _not_found(request_id: str) -> ProblemError:
@@ -89,8 +80,10 @@ def _message(body: Any, actor: Actor) -> BaseModel:
     "",
     status_code=201,
     summary="Submit a TA request",
-    description="Requesters only; the member state comes from the credential. With an `Idempotency-Key`, "
-    "a retry with the same body answers 200 with the same id, another body 409.",
+    description="The member state comes from the credential. With an `Idempotency-Key`, a retry with the "
+    "same body gets the first answer again (201, same id); another body 409. A retry of a submission "
+    "recorded under the same key by another credential of the member state answers 200 with the same id.\n\n"
+    + authz.who(Action.submit_request),
     response_model=SubmissionView,
     responses={
         200: {
@@ -106,12 +99,13 @@ async def submit_request(
         Body(openapi_examples={"workshop": {"summary": "A PCA workshop", "value": DRAFT_EXAMPLE}}),
     ],
     response: Response,
-    actor: Annotated[Actor, Depends(require(Role.requester))],
+    caller: Annotated[Caller, Depends(allow(Action.submit_request))],
     session: SessionDep,
     client: ClientDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmissionView:
+    actor = caller.actor
     try:
         member_state = MemberState(actor.organisation)
     except ValueError:
@@ -163,14 +157,18 @@ async def submit_request(
 @router.get(
     "/{request_id}",
     summary="One request, with its timeline",
-    description="Another member state's request answers 404, as if it did not exist.",
+    description="Another member state's request answers 404, as if it did not exist.\n\n"
+    + authz.who(Action.read_request),
     response_model=RequestView,
     responses=problem_responses(401, 404, 422, 503),
 )
 async def get_one(
-    request_id: RequestId, actor: CurrentActor, session: SessionDep, client: ClientDep
+    request_id: RequestId,
+    caller: Annotated[Caller, Depends(allow(Action.read_request))],
+    session: SessionDep,
+    client: ClientDep,
 ) -> RequestView:
-    scope = Scope.of(actor)
+    scope = Scope.of(caller.actor, caller.reach)
     row = await get_request(session, request_id, scope)
     if row is not None:
         state = RequestState.model_validate(row.state)
@@ -191,12 +189,12 @@ async def get_one(
     "",
     summary="List requests the caller may see",
     description="Ordered by last change, newest first. "
-    "Pass `next_cursor` back as `cursor` for the next page.",
+    "Pass `next_cursor` back as `cursor` for the next page.\n\n" + authz.who(Action.list_requests),
     response_model=RequestPage,
     responses=problem_responses(400, 401, 422),
 )
 async def list_all(
-    actor: CurrentActor,
+    caller: Annotated[Caller, Depends(allow(Action.list_requests))],
     session: SessionDep,
     stage: Stage | None = None,
     member_state: MemberState | None = None,
@@ -212,7 +210,9 @@ async def list_all(
         q=q.strip() or None if q else None,
     )
     try:
-        page = await list_requests(session, Scope.of(actor), filters, limit=limit, cursor=cursor)
+        page = await list_requests(
+            session, Scope.of(caller.actor, caller.reach), filters, limit=limit, cursor=cursor
+        )
     except InvalidCursor as exc:
         raise ProblemError("invalid-cursor", str(exc)) from exc
     return RequestPage(items=[RequestSummary.of_row(r) for r in page.items], next_cursor=page.next_cursor)
@@ -225,18 +225,22 @@ Check = Callable[[AsyncSession, Located], Awaitable[None]]
 
 async def _decide(
     request_id: str,
-    actor: Actor,
+    caller: Caller,
     session: AsyncSession,
     client: Client,
     update: str,
     body: Any,
     check: Check | None = None,
 ) -> DecisionView:
-    """Visibility and database checks here; stage, role and ownership are the workflow's validators'."""
+    """Reach, four-eyes and database checks here; stage, role and ownership are the workflow's validators'."""
+    actor = caller.actor
     located = await locate(session, request_id)
-    if located is None or not Scope.of(actor).allows(located.member_state, located.expert_id):
+    if located is None or not authz.sees_request(
+        actor, caller.reach, located.member_state, located.expert_id
+    ):
         raise _not_found(request_id)
     message = _message(body, actor)
+    await _four_eyes(session, caller, located)
     if check is not None:
         await check(session, located)
     closed = "the request is closed"
@@ -247,6 +251,27 @@ async def _decide(
         client, workflow_id(request_id), update, message, DecisionResult, closed_detail=closed
     )
     return DecisionView(id=result.request_id, stage=result.stage, version=result.version)
+
+
+async def _four_eyes(session: AsyncSession, caller: Caller, located: Located) -> None:
+    """Whoever submitted, amended or escalated the request may not decide on it (taflow.authz)."""
+    kinds = authz.rule(caller.action).four_eyes
+    if not kinds:
+        return
+    excluded: list[Actor] = []
+    if located.row is not None:
+        state = RequestState.model_validate(located.row.state)
+        excluded += [state.submitted_by] + [e.actor for e in state.events if e.kind in kinds]
+    else:
+        submission = await find_submission(session, located.request_id)
+        if submission is not None:
+            excluded.append(Actor(subject=submission.submitted_by, organisation="", role=caller.actor.role))
+    if authz.four_eyes_conflict(caller.action, caller.actor, excluded):
+        raise ProblemError(
+            "four-eyes",
+            f"{caller.actor.subject} submitted, amended or escalated {located.request_id} "
+            f"and may not also {authz.describe(caller.action)}",
+        )
 
 
 def _review_check(body: AsecReviewBody) -> Check:
@@ -273,152 +298,169 @@ def _review_check(body: AsecReviewBody) -> Check:
     return check
 
 
-DECISION_ERRORS = problem_responses(401, 403, 404, 409, 413, 415, 422, 503, 504)
+DECISION_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503, 504)
 
 
 @router.post(
     "/{request_id}/asec-review",
     summary="ASEC review: approve, reject, request changes, duplicate or consolidate",
     description="At stage asec_review only. `duplicate_of` must name an existing request or catalogue "
-    "activity; `consolidate_into` an open request of another member state.",
+    "activity; `consolidate_into` an open request of another member state.\n\n"
+    + authz.who(Action.asec_review),
     response_model=DecisionView,
     responses=DECISION_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def asec_review(
     request_id: RequestId,
     body: AsecReviewBody,
-    actor: Annotated[Actor, Depends(require(*ASEC))],
+    caller: Annotated[Caller, Depends(allow(Action.asec_review))],
     session: SessionDep,
     client: ClientDep,
 ) -> DecisionView:
-    return await _decide(request_id, actor, session, client, "review", body, _review_check(body))
+    return await _decide(request_id, caller, session, client, "review", body, _review_check(body))
 
 
 @router.post(
     "/{request_id}/amendment",
     summary="Amend a request after ASEC asked for changes (back to dedup_check)",
+    description=authz.who(Action.amend),
     response_model=DecisionView,
     responses=DECISION_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def amendment(
     request_id: RequestId,
     body: AmendmentBody,
-    actor: Annotated[Actor, Depends(require(Role.requester))],
+    caller: Annotated[Caller, Depends(allow(Action.amend))],
     session: SessionDep,
     client: ClientDep,
 ) -> DecisionView:
-    return await _decide(request_id, actor, session, client, "amendment", body)
+    return await _decide(request_id, caller, session, client, "amendment", body)
 
 
 @router.post(
     "/{request_id}/rocb-match",
     summary="ROCB A/P confirms (or overrides) the expert match, or finds none",
     description="`expert_ids` fixes whom to invite and in what order; "
-    "without it the ranked proposal is used.",
+    "without it the ranked proposal is used.\n\n" + authz.who(Action.rocb_match),
     response_model=DecisionView,
     responses=DECISION_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def rocb_match(
     request_id: RequestId,
     body: RocbMatchBody,
-    actor: Annotated[Actor, Depends(require(Role.rocb_officer))],
+    caller: Annotated[Caller, Depends(allow(Action.rocb_match))],
     session: SessionDep,
     client: ClientDep,
 ) -> DecisionView:
-    return await _decide(request_id, actor, session, client, "match", body)
+    return await _decide(request_id, caller, session, client, "match", body)
 
 
 @router.post(
     "/{request_id}/completion",
     summary="Report delivery (from scheduled or awaiting_report)",
+    description=authz.who(Action.complete),
     response_model=DecisionView,
     responses=DECISION_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def completion(
     request_id: RequestId,
     body: CompletionBody,
-    actor: Annotated[Actor, Depends(require(Role.rocb_officer, *ASEC))],
+    caller: Annotated[Caller, Depends(allow(Action.complete))],
     session: SessionDep,
     client: ClientDep,
 ) -> DecisionView:
-    return await _decide(request_id, actor, session, client, "completion", body)
+    return await _decide(request_id, caller, session, client, "completion", body)
 
 
 @router.post(
     "/{request_id}/withdrawal",
     summary="The requesting member state withdraws its request",
+    description=authz.who(Action.withdraw),
     response_model=DecisionView,
     responses=DECISION_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def withdrawal(
     request_id: RequestId,
     body: WithdrawalBody,
-    actor: Annotated[Actor, Depends(require(Role.requester))],
+    caller: Annotated[Caller, Depends(allow(Action.withdraw))],
     session: SessionDep,
     client: ClientDep,
 ) -> DecisionView:
-    return await _decide(request_id, actor, session, client, "withdrawal", body)
+    return await _decide(request_id, caller, session, client, "withdrawal", body)
 
 
 @router.post(
     "/{request_id}/cancellation",
     summary="ASEC cancels an open request",
+    description=authz.who(Action.cancel),
     response_model=DecisionView,
     responses=DECISION_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def cancellation(
     request_id: RequestId,
     body: CancellationBody,
-    actor: Annotated[Actor, Depends(require(*ASEC))],
+    caller: Annotated[Caller, Depends(allow(Action.cancel))],
     session: SessionDep,
     client: ClientDep,
 ) -> DecisionView:
-    return await _decide(request_id, actor, session, client, "cancellation", body)
+    return await _decide(request_id, caller, session, client, "cancellation", body)
 
 
 @router.post(
     "/{request_id}/resumption",
     summary="Take a request out of on_hold back to rocb_matching (next donor round)",
+    description=authz.who(Action.resume),
     response_model=DecisionView,
     responses=DECISION_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def resumption(
     request_id: RequestId,
     body: ResumptionBody,
-    actor: Annotated[Actor, Depends(require(Role.rocb_officer, *ASEC))],
+    caller: Annotated[Caller, Depends(allow(Action.resume))],
     session: SessionDep,
     client: ClientDep,
 ) -> DecisionView:
-    return await _decide(request_id, actor, session, client, "resumption", body)
+    return await _decide(request_id, caller, session, client, "resumption", body)
 
 
 @router.post(
     "/{request_id}/hold",
     summary="ASEC puts a request on hold (its SLA clock stops) or releases it (the clock resumes)",
+    description=authz.who(Action.hold),
     response_model=DecisionView,
     responses=DECISION_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def hold(
     request_id: RequestId,
     body: HoldBody,
-    actor: Annotated[Actor, Depends(require(*ASEC))],
+    caller: Annotated[Caller, Depends(allow(Action.hold))],
     session: SessionDep,
     client: ClientDep,
 ) -> DecisionView:
-    return await _decide(request_id, actor, session, client, "hold", body)
+    return await _decide(request_id, caller, session, client, "hold", body)
 
 
 @router.post(
     "/{request_id}/retime",
     summary="Ops re-time the waiting stage with the SLA policy file as it is now (audited)",
+    description=authz.who(Action.retime),
     response_model=DecisionView,
     responses=DECISION_ERRORS,
+    dependencies=[IDEMPOTENT],
 )
 async def retime(
     request_id: RequestId,
     body: RetimeBody,
-    actor: Annotated[Actor, Depends(require(Role.ops, Role.asec_head))],
+    caller: Annotated[Caller, Depends(allow(Action.retime))],
     session: SessionDep,
     client: ClientDep,
 ) -> DecisionView:
-    return await _decide(request_id, actor, session, client, "retime", body)
+    return await _decide(request_id, caller, session, client, "retime", body)

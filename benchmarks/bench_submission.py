@@ -1,0 +1,207 @@
+"""Figure 1: submission rate through the API against the raw Temporal ceiling (target API/raw >= 0.85).
+
+API: `POST /v1/requests` over keep-alive HTTP/1.1 (`benchmarks/http1.py`, a light client) to a
+real uvicorn on 127.0.0.1, with a real API key and an Idempotency-Key (what a partner system
+sends), `CONCURRENCY` calls in flight. Raw: a bare
+`temporalio` client starting `TrivialWorkflow` on the same dev server, same concurrency. No worker
+polls either task queue while the rates are measured: this is the front door (auth, the
+submission's id and idempotency rows in PostgreSQL, the workflow start); what the workflows then
+cost is figure 2. Runs alternate API/raw so drift on a shared machine hits both alike.
+
+`python -m benchmarks.bench_submission` prints the section; `run()` returns it for `make bench`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+import uuid
+from typing import Any
+
+from temporalio.client import Client
+
+from benchmarks.http1 import Http1Client
+from benchmarks.raw_workflows import TrivialWorkflow
+from benchmarks.support import (
+    PROFILES,
+    CpuMeter,
+    Profile,
+    bench_stack,
+    cpu_extra,
+    cpu_table,
+    profiling,
+    repeats,
+    say,
+    scaled,
+    stack_processes,
+    summary,
+    table,
+    verdict,
+    where_time_goes,
+)
+from taflow.drills.driver import MEMBER_STATES, random_draft
+from taflow.drills.stack import Stack
+
+FIGURE = 1
+TITLE = "Submission rate: API against the raw Temporal ceiling"
+TARGET = 0.85
+CONCURRENCY = 16
+PER_RUN = 400
+WARMUP = 40
+RAW_QUEUE = "bench-raw"
+
+
+async def api_run(
+    http: Http1Client, keys: dict[str, str], n: int, *, idempotency: bool, seed: int
+) -> tuple[float, list[float]]:
+    rng = random.Random(seed)
+    drafts = [random_draft(rng) for _ in range(n)]
+    gate = asyncio.Semaphore(CONCURRENCY)
+    latencies: list[float] = []
+    run_id = uuid.uuid4().hex[:8]
+
+    async def one(i: int) -> None:
+        state = MEMBER_STATES[i % len(MEMBER_STATES)]
+        headers = {"Authorization": f"Bearer {keys[f'{state}/requester']}"}
+        if idempotency:
+            headers["Idempotency-Key"] = f"bench-{run_id}-{i}"
+        async with gate:
+            t = time.perf_counter()
+            resp = await http.post("/v1/requests", json=drafts[i], headers=headers)
+            latencies.append((time.perf_counter() - t) * 1000)
+        if resp.status_code != 201:
+            raise RuntimeError(f"submission answered {resp.status_code}: {resp.text[:300]}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return n / (time.perf_counter() - started), latencies
+
+
+async def raw_run(client: Client, n: int) -> tuple[float, list[float]]:
+    gate = asyncio.Semaphore(CONCURRENCY)
+    latencies: list[float] = []
+    run_id = uuid.uuid4().hex[:8]
+
+    async def one(i: int) -> None:
+        async with gate:
+            t = time.perf_counter()
+            await client.start_workflow(TrivialWorkflow.run, id=f"raw-{run_id}-{i}", task_queue=RAW_QUEUE)
+            latencies.append((time.perf_counter() - t) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return n / (time.perf_counter() - started), latencies
+
+
+async def measure(stack: Stack) -> dict[str, Any]:
+    runs, n = repeats(), scaled(PER_RUN, 20)
+    client = await Client.connect(stack.temporal_address)
+    rates: dict[str, list[float]] = {"api": [], "api_nokey": [], "raw": []}
+    lat: dict[str, list[float]] = {"api": [], "api_nokey": [], "raw": []}
+    profile_md = ""
+    roles = stack_processes(stack)
+    meters = {kind: CpuMeter(roles) for kind in rates}
+    http = Http1Client(stack.api_url)
+    try:
+        await api_run(http, stack.credentials, WARMUP, idempotency=True, seed=0)
+        await raw_run(client, WARMUP)
+        for r in range(runs):
+            for kind in ("api", "raw", "api_nokey") if r % 2 == 0 else ("raw", "api", "api_nokey"):
+                with meters[kind]:
+                    if kind == "raw":
+                        rate, ms = await raw_run(client, n)
+                    else:
+                        rate, ms = await api_run(
+                            http, stack.credentials, n, idempotency=kind == "api", seed=r + 1
+                        )
+                rates[kind].append(rate)
+                lat[kind] += ms
+            say(f"submission run {r + 1}/{runs}: api {rates['api'][-1]:.0f}/s, raw {rates['raw'][-1]:.0f}/s")
+        missed = statistics.median(rates["api"]) / statistics.median(rates["raw"]) < TARGET
+        if profiling(missed) and stack.api_pid:
+            profile = Profile("api-submission", stack.api_pid, PROFILES / "api-submission.txt")
+            if profile.start(120):
+                await api_run(http, stack.credentials, n, idempotency=True, seed=99)
+                profile.stop()
+                profile_md = where_time_goes(profile.out)
+    finally:
+        await http.aclose()
+    named = {"API": meters["api"], "API, no key": meters["api_nokey"], "raw": meters["raw"]}
+    units = {"API": n * runs, "API, no key": n * runs, "raw": n * runs}
+    cpu = cpu_table(named, units, "submission") + "\n\n" + cpu_extra(named, units, "API", "raw", "submission")
+    return {"rates": rates, "latencies": lat, "n": n, "runs": runs, "profile": profile_md, "cpu": cpu}
+
+
+def render(m: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    rates, lat = m["rates"], m["latencies"]
+    s = {k: summary(v) for k, v in rates.items()}
+    ls = {k: summary(v) for k, v in lat.items()}
+    ratio = s["api"]["median"] / s["raw"]["median"]
+    ratio_nokey = s["api_nokey"]["median"] / s["raw"]["median"]
+    labels = {
+        "api": "API, with Idempotency-Key",
+        "api_nokey": "API, without Idempotency-Key",
+        "raw": "raw `start_workflow` (trivial workflow)",
+    }
+    rows = [
+        (
+            labels[k],
+            f"{s[k]['median']:.1f}",
+            f"{s[k]['p95']:.1f}",
+            f"{ls[k]['median']:.1f}",
+            f"{ls[k]['p95']:.1f}",
+        )
+        for k in ("api", "api_nokey", "raw")
+    ]
+    md = "\n".join(
+        [
+            f"{m['runs']} runs of {m['n']} submissions each, {CONCURRENCY} in flight, "
+            "alternating API and raw; no worker polls while they run (the front door only).",
+            "",
+            table(
+                ["path", "median /s", "p95 /s", "call median ms", "call p95 ms"],
+                rows,
+            ),
+            "",
+            f"**Ratio API/raw (medians): {ratio:.2f}** (target >= {TARGET}: {verdict(ratio >= TARGET)}); "
+            f"without an Idempotency-Key: {ratio_nokey:.2f}.",
+            "(p95 of a rate is the 95th percentile of the per-run rates.)",
+            "",
+            "CPU spent per submission, by process (psutil, user + system):",
+            "",
+            m["cpu"],
+        ]
+    )
+    if m["profile"]:
+        md += (
+            "\n\nWhere the API's time goes during submissions (py-spy, one extra run, not counted above):\n\n"
+            + m["profile"]
+        )
+    figures = {
+        "api_per_s_median": s["api"]["median"],
+        "api_per_s_p95": s["api"]["p95"],
+        "raw_per_s_median": s["raw"]["median"],
+        "raw_per_s_p95": s["raw"]["p95"],
+        "ratio": ratio,
+        "ratio_without_key": ratio_nokey,
+    }
+    return md, figures
+
+
+def run() -> dict[str, Any]:
+    with bench_stack() as stack:
+        stack.kill_worker()  # the front door alone: nothing executes the started workflows
+        measured = asyncio.run(measure(stack))
+    md, figures = render(measured)
+    return {"title": TITLE, "markdown": md, "figures": figures}
+
+
+def main() -> None:
+    result = run()
+    print(f"## {result['title']}\n\n{result['markdown']}")
+
+
+if __name__ == "__main__":
+    main()
