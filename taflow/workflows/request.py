@@ -75,6 +75,8 @@ DEDUP_GATE_PATCH = "dedup-confirmation"
 """Approval waits until a suspected duplicate is confirmed or dismissed (issue 3)."""
 FOUR_EYES_PATCH = "four-eyes"
 """Whoever submitted or amended a request cannot take its ASEC decision, by API or by signal (6)."""
+MEMO_PATCH = "memo-client-reference"
+"""An amendment that changes the requester's reference updates the memo ops read in the UI (7)."""
 ROUNDS_PATCH = "donor-rounds-and-cutoffs"
 """on_hold ends at the next donor round; a missed agenda cut-off rolls over; overrides need a reason (5)."""
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -702,6 +704,8 @@ class TARequestWorkflow:
         self._side_tasks.append(asyncio.create_task(send()))
 
     def _apply_amendment(self, a: Amendment) -> None:
+        if a.draft.client_reference != self._s.draft.client_reference and workflow.patched(MEMO_PATCH):
+            workflow.upsert_memo({"client_reference": a.draft.client_reference})
         self._s.draft = a.draft
         self._s.beneficiaries = _beneficiaries(self._s.member_state, a.draft.beneficiaries)
         self._s.dedup = None
