@@ -307,3 +307,13 @@ class WebhookDeliveryRow(Base):
 
 Index("ix_webhook_deliveries_status", WebhookDeliveryRow.status, WebhookDeliveryRow.id)
 Index("ix_outbox_undelivered", OutboxRow.id, postgresql_where=OutboxRow.delivered_at.is_(None))
+
+
+Index(
+    "ix_requests_inbox",
+    RequestRow.waiting_on,
+    RequestRow.sla_due_at,
+    RequestRow.updated_at,
+    RequestRow.id,
+    postgresql_where=RequestRow.waiting_on.is_not(None),
+)

@@ -1,0 +1,30 @@
+"""The inbox in its own order (due date, oldest change, id) per role waited on: no sort of the table.
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_requests_inbox",
+        "requests",
+        ["waiting_on", "sla_due_at", "updated_at", "id"],
+        postgresql_where=sa.text("waiting_on IS NOT NULL"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_requests_inbox", table_name="requests")
