@@ -317,3 +317,19 @@ Index(
     RequestRow.id,
     postgresql_where=RequestRow.waiting_on.is_not(None),
 )
+Index(
+    "ix_requests_inbox_expert",
+    RequestRow.expert_id,
+    RequestRow.sla_due_at,
+    RequestRow.updated_at,
+    RequestRow.id,
+    postgresql_where=RequestRow.waiting_on == "expert",
+)
+Index(
+    "ix_requests_inbox_requester",
+    RequestRow.member_state,
+    RequestRow.sla_due_at,
+    RequestRow.updated_at,
+    RequestRow.id,
+    postgresql_where=RequestRow.waiting_on == "requester",
+)

@@ -24,7 +24,16 @@ def upgrade() -> None:
         ["waiting_on", "sla_due_at", "updated_at", "id"],
         postgresql_where=sa.text("waiting_on IS NOT NULL"),
     )
+    for name, column, role in (("expert", "expert_id", "expert"), ("requester", "member_state", "requester")):
+        op.create_index(
+            f"ix_requests_inbox_{name}",
+            "requests",
+            [column, "sla_due_at", "updated_at", "id"],
+            postgresql_where=sa.text(f"waiting_on = '{role}'"),
+        )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_requests_inbox_requester", table_name="requests")
+    op.drop_index("ix_requests_inbox_expert", table_name="requests")
     op.drop_index("ix_requests_inbox", table_name="requests")
