@@ -12,7 +12,8 @@ Environment: BENCH_SCALE (counts, default 1), BENCH_REPEATS (runs per figure), B
 profiles of the API and worker), BENCH_ONLY=a,b / BENCH_SKIP=a,b (module name substrings),
 BENCH_TIMEOUT (seconds per module, default 3600), BENCH_RESULTS (output path), plus each module's own
 (BENCH_WORKER_N, BENCH_DEDUP_SIZES, ...). A partial run (BENCH_ONLY/BENCH_SKIP) keeps the other
-modules' last results (benchmarks/results/, not committed), each marked with the date it was measured.
+modules' last results (benchmarks/results/, not committed), each marked with the date it was measured;
+`python -m benchmarks --render` rewrites RESULTS.md from those alone.
 """
 
 from __future__ import annotations
@@ -40,8 +41,22 @@ ORDER = ["bench_submission", "bench_lifecycle", "bench_dedup", "bench_reads", "b
 FIGURE_OF = {name: i + 1 for i, name in enumerate(ORDER)}
 STORE = HERE / "results"
 """Each module's last result (JSON, not committed): a partial run (BENCH_ONLY/BENCH_SKIP) re-renders the
-other figures from here, marked with their own date."""
-KNOBS = ("BENCH_SCALE", "BENCH_REPEATS", "BENCH_PROFILE", "BENCH_WORKER_N", "BENCH_DEDUP_SIZES")
+other figures from here, marked with their own date. With BENCH_RESULTS elsewhere: `results/` beside it."""
+
+
+def store_for(out: Path) -> Path:
+    return STORE if out.resolve() == (HERE / "RESULTS.md").resolve() else out.parent / "results"
+
+
+KNOBS = (
+    "BENCH_SCALE",
+    "BENCH_REPEATS",
+    "BENCH_PROFILE",
+    "BENCH_WORKER_N",
+    "BENCH_DEDUP_SIZES",
+    "BENCH_ONLY",
+    "BENCH_SKIP",
+)
 
 
 def modules() -> list[str]:
@@ -238,11 +253,12 @@ def write_results(
         "## Commands",
         "",
         "```",
-        f"{knobs + ' ' if knobs else ''}make bench        # all of the below, {total / 60:.0f} min here",
+        f"{knobs + ' ' if knobs else ''}make bench        # {total / 60:.0f} min here (the modules below)",
     ]
     for name, r in results.items():
         earlier = f", measured earlier: {r['measured']}" if r.get("earlier") else ""
-        lines.append(f"python -m benchmarks.{name:<22} # {r.get('seconds', 0):.0f} s{earlier}")
+        load = f", load {r['load']}" if r.get("load") else ""
+        lines.append(f"python -m benchmarks.{name:<22} # {r.get('seconds', 0):.0f} s{load}{earlier}")
     lines += ["```", "", "## Targets", ""]
     rows = headline(results)
     lines.append(table(["figure", "measured", "target"], rows) if rows else "(no targeted figure ran)")
@@ -275,10 +291,29 @@ def _child_group() -> Iterator[list[subprocess.Popen[bytes]]]:
                     proc.wait(120)
 
 
+def render_stored(out: Path) -> int:
+    """`python -m benchmarks --render`: rewrite RESULTS.md from the stored results, measuring nothing."""
+    store = store_for(out)
+    results = {
+        p.stem: json.loads(p.read_text()) | {"earlier": True} for p in sorted(store.glob("bench_*.json"))
+    }
+    if not results:
+        print(f"nothing stored in {store}", file=sys.stderr)
+        return 1
+    results = dict(sorted(results.items(), key=lambda kv: (FIGURE_OF.get(kv[0], 99), kv[0])))
+    host = machine()
+    host[-1] = ("load average now (1, 5, 15 min)", host[-1][1])
+    write_results(out, results, host, sum(float(r.get("seconds", 0)) for r in results.values()))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--one":
         run_one(sys.argv[2], Path(sys.argv[3]))
         return 0
+    if sys.argv[1:] == ["--render"]:
+        return render_stored(Path(os.environ.get("BENCH_RESULTS", HERE / "RESULTS.md")))
     names = modules()
     out = Path(os.environ.get("BENCH_RESULTS", HERE / "RESULTS.md"))
     timeout = float(os.environ.get("BENCH_TIMEOUT", "3600"))
@@ -292,6 +327,7 @@ def main() -> int:
             print(f"== {name}", file=sys.stderr, flush=True)
             target = Path(tmp) / f"{name}.json"
             t = time.perf_counter()
+            load_before = os.getloadavg()[0]
             proc = subprocess.Popen(
                 [sys.executable, "-m", "benchmarks", "--one", name, str(target)],
                 cwd=ROOT,
@@ -312,16 +348,18 @@ def main() -> int:
             else:
                 results[name] = {"kind": "error", "error": f"exited with {code} (see the output above)"}
             results[name].setdefault("seconds", time.perf_counter() - t)
+            results[name]["load"] = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
             print(f"== {name}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     host.append(("load average at end (1, 5, 15 min)", ", ".join(f"{x:.2f}" for x in os.getloadavg())))
-    stamp = f"{host[0][1]}, commit {_sh(['git', 'rev-parse', '--short', 'HEAD'])}"
-    STORE.mkdir(exist_ok=True)
-    (STORE / ".gitignore").write_text("*\n")
+    stamp = f"{host[0][1]}, commit {dict(host)['commit']}"
+    store = store_for(out)
+    store.mkdir(parents=True, exist_ok=True)
+    (store / ".gitignore").write_text("*\n")
     for name, r in results.items():
-        (STORE / f"{name}.json").write_text(json.dumps(r | {"measured": stamp}, default=str))
+        (store / f"{name}.json").write_text(json.dumps(r | {"measured": stamp}, default=str))
     if os.environ.get("BENCH_ONLY") or os.environ.get("BENCH_SKIP"):
         for name in sorted(p.stem for p in HERE.glob("bench_*.py")):
-            kept = STORE / f"{name}.json"
+            kept = store / f"{name}.json"
             if name not in results and kept.exists():
                 results[name] = json.loads(kept.read_text()) | {"earlier": True}
         results = dict(sorted(results.items(), key=lambda kv: (FIGURE_OF.get(kv[0], 99), kv[0])))

@@ -29,6 +29,7 @@ class Response:
         return self.content.decode("utf-8", "replace")
 
 
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 KEEP_IDLE_S = 3.0
 """uvicorn closes idle keep-alive connections after 5 s: never reuse one idle that long."""
 
@@ -48,8 +49,8 @@ class Http1Client:
 
     def __init__(self, base_url: str) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError("plain http://host:port only")
+        if parts.scheme != "http" or parts.hostname not in LOOPBACK:
+            raise ValueError(f"load goes to loopback only (http://127.0.0.1:port), not {base_url}")
         self.host = parts.hostname
         self.port = parts.port or 80
         self._idle: list[_Conn] = []

@@ -107,6 +107,8 @@ def plan(name: str, cfg: DrillConfig) -> tuple[Fault, Callable[[Load], bool], in
 async def run_drill(
     name: str, stack: Stack, cfg: DrillConfig, *, say: Callable[[str], None] = print
 ) -> Verdict:
+    if not stack.api_url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"drills send load to loopback only, not {stack.api_url}")
     fault, strike_when, concurrency = plan(name, cfg)
     started = time.monotonic()
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
