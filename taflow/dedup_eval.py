@@ -78,8 +78,7 @@ async def replay_through_database(
             draft=draft,
             submitted_at=need.submitted_at,
         )
-        async with sessionmaker() as session:
-            result = await run_dedup_check(session, check, window_days)
+        result = await run_dedup_check(sessionmaker, check, window_days)
         async with sessionmaker.begin() as session:
             await write_projection(
                 session, Projection(state=state_after_check(need, draft, result), new_events=[]), []

@@ -6,6 +6,7 @@ It never rejects: it ranks earlier requests and catalogue activities and ASEC de
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,8 +16,10 @@ from taflow.db.candidates import (
     ActivityCandidate,
     NeedWindow,
     RequestCandidate,
+    RequestScope,
     activities_by_id,
     activity_candidates,
+    reading,
     request_candidates,
     requests_by_id,
 )
@@ -130,46 +133,56 @@ def result_of(
     )
 
 
-async def run_dedup_check(session: AsyncSession, inp: DedupCheckInput, window_days: int) -> DedupResult:
-    """Retrieve by index, add the canonical targets of folded duplicates, let the engine decide."""
+async def run_dedup_check(
+    sessions: async_sessionmaker[AsyncSession], inp: DedupCheckInput, window_days: int
+) -> DedupResult:
+    """Retrieve by index, add the canonical targets of folded duplicates, let the engine decide.
+
+    The three retrievals are independent, so they run at once, each on its own connection: a check
+    waits for the slowest of them, not for their sum.
+    """
     need = need_of(inp)
     own = analyze(f"{need.title}\n{need.description}")
-    own_stats = await corpus_stats(session, own)
+    async with reading(sessions) as session:
+        own_stats = await corpus_stats(session, own)
     # ask the index for the request's rarest terms: selective, and what a duplicate shares
     terms = sorted({t for t in own if own_stats.doc_freq.get(t, 0) > 0}, key=lambda t: own_stats.doc_freq[t])
     dismissed = set(inp.dismissed)
-    requests = {
-        r.id: r
-        for r in await request_candidates(
-            session,
-            NeedWindow(need.id, need.member_state, need.desired_start, need.desired_end, need.submitted_at),
-            terms,
-            window_days,
-        )
-    }
-    activities = {
-        a.id: a
-        for a in await activity_candidates(
-            session,
-            member_state=need.member_state,
-            terms=terms,
-            desired_start=need.desired_start,
-            desired_end=need.desired_end,
-        )
-    }
+    window = NeedWindow(need.id, need.member_state, need.desired_start, need.desired_end, need.submitted_at)
+
+    async def requests_in(scope: RequestScope) -> list[RequestCandidate]:
+        async with reading(sessions) as s:
+            return await request_candidates(s, window, terms, window_days, scope)
+
+    async def activities_in() -> list[ActivityCandidate]:
+        async with reading(sessions) as s:
+            return await activity_candidates(
+                s,
+                member_state=need.member_state,
+                terms=terms,
+                desired_start=need.desired_start,
+                desired_end=need.desired_end,
+            )
+
+    same_state, other_states, found = await asyncio.gather(
+        requests_in(RequestScope.same_state), requests_in(RequestScope.other_states), activities_in()
+    )
+    requests = {r.id: r for r in [*same_state, *other_states]}
+    activities = {a.id: a for a in found}
     targets = (
         {r.duplicate_of for r in requests.values() if r.duplicate_of} - requests.keys() - activities.keys()
     )
-    for r in await requests_by_id(session, sorted(targets)):
-        requests.setdefault(r.id, r)
-    for a in await activities_by_id(session, sorted(targets - requests.keys())):
-        activities.setdefault(a.id, a)
-    known: set[str] = set()
-    for r in requests.values():
-        known.update(r.search_text.split())
-    for a in activities.values():
-        known.update(a.search_text.split())
-    stats = await corpus_stats(session, known - set(own))
+    async with reading(sessions) as session:
+        for r in await requests_by_id(session, sorted(targets)):
+            requests.setdefault(r.id, r)
+        for a in await activities_by_id(session, sorted(targets - requests.keys())):
+            activities.setdefault(a.id, a)
+        known: set[str] = set()
+        for r in requests.values():
+            known.update(r.search_text.split())
+        for a in activities.values():
+            known.update(a.search_text.split())
+        stats = await corpus_stats(session, known - set(own))
     stats.doc_freq.update(own_stats.doc_freq)
     decision = decide(
         need,
@@ -189,5 +202,4 @@ class DedupActivities:
 
     @activity.defn
     async def check_duplicates(self, inp: DedupCheckInput) -> DedupResult:
-        async with self._sessions() as session:
-            return await run_dedup_check(session, inp, self._window_days)
+        return await run_dedup_check(self._sessions, inp, self._window_days)

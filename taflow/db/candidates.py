@@ -7,14 +7,16 @@ and by the request's glossary-expanded terms (GIN on `search_vector`), then keep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, any_, cast, func, literal, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import TSQUERY
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taflow.db.models import CatalogueActivityRow, RequestRow
 from taflow.domain.enums import TERMINAL_STAGES, Stage
@@ -24,6 +26,15 @@ PER_QUERY_LIMIT = 20
 OPEN_STAGES = [s.value for s in Stage if s not in TERMINAL_STAGES]
 OPEN_PREDICATE = RequestRow.stage.in_([literal_column(f"'{s}'") for s in OPEN_STAGES])
 """Constants in the SQL (not bind parameters), so the planner can match the partial index."""
+
+
+@asynccontextmanager
+async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for a check's reads: autocommit, so no BEGIN and ROLLBACK round trips around each
+    statement (each read is one statement and needs no snapshot shared with another)."""
+    async with sessions() as session:
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
 
 
 @dataclass(frozen=True)
@@ -123,42 +134,55 @@ class NeedWindow:
     submitted_at: datetime
 
 
-def request_queries(
-    need: NeedWindow, terms: Sequence[str], window_days: int, limit: int = PER_QUERY_LIMIT
-) -> list[Select[*tuple[Any, ...]]]:
-    """Same-state requests of the last `window_days`; other states' open requests overlapping the period."""
+class RequestScope(StrEnum):
+    """The two structural windows a check searches (DESIGN: duplicates and consolidations)."""
+
+    same_state = "same_state"
+    """The member state's own requests of the last `window_days`, open or closed."""
+    other_states = "other_states"
+    """Other member states' open requests whose desired period overlaps."""
+
+
+def request_query(
+    need: NeedWindow,
+    terms: Sequence[str],
+    window_days: int,
+    scope: RequestScope,
+    limit: int = PER_QUERY_LIMIT,
+) -> Select[*tuple[Any, ...]]:
+    """The best `limit` requests of one window that share a term with the need, by `ts_rank`."""
     query = cast(literal(tsquery(terms)), TSQUERY)
     # The structural filters are the selective part (a state's last six months; open requests over the
-    # period): btree and partial indexes find those rows, and the text only ranks them. Matching the
-    # text through a GIN index instead would read every request that ever shared a word.
-    matches = _rank(query) > 0
-    earlier = and_(RequestRow.id != need.request_id, RequestRow.submitted_at < need.submitted_at, matches)
-    same_state = and_(
-        RequestRow.member_state == need.member_state,
-        RequestRow.submitted_at >= need.submitted_at - timedelta(days=window_days),
+    # period): btree and partial indexes find those rows, and the text only filters (`@@`, cheap) and
+    # ranks them. Matching the text through a GIN index instead would read every request that ever
+    # shared a word.
+    earlier = and_(
+        RequestRow.id != need.request_id,
+        RequestRow.submitted_at < need.submitted_at,
+        RequestRow.search_vector.op("@@")(query),
     )
-    other_state = and_(
-        RequestRow.member_state != need.member_state,
-        OPEN_PREDICATE,  # only open requests can be consolidated (the partial index's own predicate)
-        RequestRow.desired_start <= need.desired_end,
-        RequestRow.desired_end >= need.desired_start,
-    )
-    return [
-        _request_columns().where(earlier, scope).order_by(_rank(query).desc()).limit(limit)
-        for scope in (same_state, other_state)
-    ]
+    if scope is RequestScope.same_state:
+        window = and_(
+            RequestRow.member_state == need.member_state,
+            RequestRow.submitted_at >= need.submitted_at - timedelta(days=window_days),
+        )
+    else:
+        window = and_(
+            RequestRow.member_state != need.member_state,
+            OPEN_PREDICATE,  # only open requests can be consolidated (the partial index's own predicate)
+            RequestRow.desired_start <= need.desired_end,
+            RequestRow.desired_end >= need.desired_start,
+        )
+    return _request_columns().where(earlier, window).order_by(_rank(query).desc()).limit(limit)
 
 
 async def request_candidates(
-    session: AsyncSession, need: NeedWindow, terms: Sequence[str], window_days: int
+    session: AsyncSession, need: NeedWindow, terms: Sequence[str], window_days: int, scope: RequestScope
 ) -> list[RequestCandidate]:
-    found: dict[str, RequestCandidate] = {}
     if not tsquery(terms):
         return []  # nothing stored shares a single term with this request
-    for stmt in request_queries(need, terms, window_days):
-        for row in (await session.execute(stmt)).all():
-            found.setdefault(row.id, _as_request(row))
-    return list(found.values())
+    rows = (await session.execute(request_query(need, terms, window_days, scope))).all()
+    return [_as_request(row) for row in rows]
 
 
 async def requests_by_id(session: AsyncSession, ids: Sequence[str]) -> list[RequestCandidate]:

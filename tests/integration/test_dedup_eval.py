@@ -63,6 +63,5 @@ async def test_first_request_of_its_kind_is_clear(sessionmaker: Any) -> None:
     inp = DedupCheckInput(
         request_id="FIRST-1", member_state="BN", draft=draft, submitted_at=datetime.now(UTC)
     )
-    async with sessionmaker() as session:
-        result = await run_dedup_check(session, inp, 183)
+    result = await run_dedup_check(sessionmaker, inp, 183)
     assert result.verdict == "clear" and result.candidates == []
