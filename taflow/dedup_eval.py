@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taflow.activities.dedup import run_dedup_check
+from taflow.db.candidates import engine_of
 from taflow.db.catalogue import import_catalogue
 from taflow.db.projection import write_projection
 from taflow.dedup.evaluate import LabelledNeed, Prediction, Report, load_requests, score
@@ -78,7 +79,7 @@ async def replay_through_database(
             draft=draft,
             submitted_at=need.submitted_at,
         )
-        result = await run_dedup_check(sessionmaker, check, window_days)
+        result = await run_dedup_check(engine_of(sessionmaker), check, window_days)
         async with sessionmaker.begin() as session:
             await write_projection(
                 session, Projection(state=state_after_check(need, draft, result), new_events=[]), []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import date, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from taflow.db.candidates import (
@@ -19,6 +19,7 @@ from taflow.db.candidates import (
     RequestScope,
     activities_by_id,
     activity_candidates,
+    engine_of,
     reading,
     request_candidates,
     requests_by_id,
@@ -133,9 +134,7 @@ def result_of(
     )
 
 
-async def run_dedup_check(
-    sessions: async_sessionmaker[AsyncSession], inp: DedupCheckInput, window_days: int
-) -> DedupResult:
+async def run_dedup_check(engine: AsyncEngine, inp: DedupCheckInput, window_days: int) -> DedupResult:
     """Retrieve by index, add the canonical targets of folded duplicates, let the engine decide.
 
     The three retrievals are independent, so they run at once, each on its own connection: a check
@@ -143,7 +142,7 @@ async def run_dedup_check(
     """
     need = need_of(inp)
     own = analyze(f"{need.title}\n{need.description}")
-    async with reading(sessions) as session:
+    async with reading(engine) as session:
         own_stats = await corpus_stats(session, own)
     # ask the index for the request's rarest terms: selective, and what a duplicate shares
     terms = sorted({t for t in own if own_stats.doc_freq.get(t, 0) > 0}, key=lambda t: own_stats.doc_freq[t])
@@ -151,11 +150,11 @@ async def run_dedup_check(
     window = NeedWindow(need.id, need.member_state, need.desired_start, need.desired_end, need.submitted_at)
 
     async def requests_in(scope: RequestScope) -> list[RequestCandidate]:
-        async with reading(sessions) as s:
+        async with reading(engine) as s:
             return await request_candidates(s, window, terms, window_days, scope)
 
     async def activities_in() -> list[ActivityCandidate]:
-        async with reading(sessions) as s:
+        async with reading(engine) as s:
             return await activity_candidates(
                 s,
                 member_state=need.member_state,
@@ -172,7 +171,7 @@ async def run_dedup_check(
     targets = (
         {r.duplicate_of for r in requests.values() if r.duplicate_of} - requests.keys() - activities.keys()
     )
-    async with reading(sessions) as session:
+    async with reading(engine) as session:
         for r in await requests_by_id(session, sorted(targets)):
             requests.setdefault(r.id, r)
         for a in await activities_by_id(session, sorted(targets - requests.keys())):
@@ -197,9 +196,9 @@ async def run_dedup_check(
 
 class DedupActivities:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], window_days: int = 183) -> None:
-        self._sessions = sessionmaker
+        self._engine = engine_of(sessionmaker)
         self._window_days = window_days
 
     @activity.defn
     async def check_duplicates(self, inp: DedupCheckInput) -> DedupResult:
-        return await run_dedup_check(self._sessions, inp, self._window_days)
+        return await run_dedup_check(self._engine, inp, self._window_days)

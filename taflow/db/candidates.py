@@ -1,8 +1,9 @@
 """Index-backed retrieval of dedup candidates: earlier requests and catalogue activities.
 
-Each query narrows by structure first (state and submission window, or overlapping desired period)
-and by the request's glossary-expanded terms (GIN on `search_vector`), then keeps the best few by
-`ts_rank`; the scoring engine (taflow.dedup) judges only what comes back.
+Each query narrows by structure (state and submission window, or overlapping desired period) and by
+the request's glossary-expanded terms together (GiST on both for requests, GIN on `search_vector`
+for the catalogue), then keeps the best few by `ts_rank`; the scoring engine (taflow.dedup) judges
+only what comes back.
 """
 
 from __future__ import annotations
@@ -14,11 +15,25 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, any_, cast, func, literal, literal_column, or_, select
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Integer,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import TSQUERY
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from taflow.db.models import CatalogueActivityRow, RequestRow
+from taflow.db.models import CatalogueActivityRow, RequestRow, desired_period
 from taflow.domain.enums import TERMINAL_STAGES, Stage
 
 MAX_QUERY_TERMS = 16
@@ -29,12 +44,20 @@ OPEN_PREDICATE = RequestRow.stage.in_([literal_column(f"'{s}'") for s in OPEN_ST
 
 
 @asynccontextmanager
-async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """A session for a check's reads: autocommit, so no BEGIN and ROLLBACK round trips around each
-    statement (each read is one statement and needs no snapshot shared with another)."""
-    async with sessions() as session:
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        yield session
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for a check's reads: autocommit, so no BEGIN and ROLLBACK round trips around each
+    statement (each read is one statement and needs no snapshot shared with another), and no ORM
+    session: the statements are Core and the rows plain tuples."""
+    async with engine.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """The engine a sessionmaker is bound to (the worker and `taflow dedup-eval` hand out sessionmakers)."""
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise TypeError("the sessionmaker must be bound to an AsyncEngine")
+    return bind
 
 
 @dataclass(frozen=True)
@@ -80,26 +103,22 @@ def tsquery(terms: Sequence[str]) -> str:
     return " | ".join("'" + t.replace("'", "''").replace("\\", "") + "'" for t in unique)
 
 
-def _rank(query: Any) -> ColumnElement[float]:
-    return func.ts_rank(RequestRow.search_vector, query)
-
-
-def _request_columns() -> Select[*tuple[Any, ...]]:
-    dedup = RequestRow.state["dedup"]
+def _request_columns(source: Any = RequestRow) -> Select[*tuple[Any, ...]]:
+    dedup = source.state["dedup"]
     return select(
-        RequestRow.id,
-        RequestRow.member_state,
-        RequestRow.submitted_at,
-        RequestRow.title,
-        RequestRow.description,
-        RequestRow.topics,
-        RequestRow.modality,
-        RequestRow.desired_start,
-        RequestRow.desired_end,
-        RequestRow.beneficiaries,
-        RequestRow.stage,
-        RequestRow.search_text,
-        func.coalesce(RequestRow.duplicate_of, dedup["duplicate_of"].astext).label("duplicate_of"),
+        source.id,
+        source.member_state,
+        source.submitted_at,
+        source.title,
+        source.description,
+        source.topics,
+        source.modality,
+        source.desired_start,
+        source.desired_end,
+        source.beneficiaries,
+        source.stage,
+        source.search_text,
+        func.coalesce(source.duplicate_of, dedup["duplicate_of"].astext).label("duplicate_of"),
         func.coalesce(dedup["consolidate_with"], literal_column("'[]'::jsonb")).label("consolidate_with"),
     )
 
@@ -143,53 +162,89 @@ class RequestScope(StrEnum):
     """Other member states' open requests whose desired period overlaps."""
 
 
+def _ranked_requests(scope: RequestScope) -> Select[*tuple[Any, ...]]:
+    """The best `:limit` requests of one window sharing a term with `:query`, then their columns.
+
+    Built once: each check only binds values. Ranking first and reading the columns of the winners
+    after keeps the large `state` document of every other match unread.
+    """
+    query = cast(bindparam("query", type_=String), TSQUERY)
+    rank = func.ts_rank(RequestRow.search_vector, query)
+    # One GiST index scan per window applies the structure (a state's last six months; open requests
+    # over the period) and the text (the tsvector's signature, then `@@`) together, so only requests
+    # sharing a term are read (migration 0005). A GIN on the text alone would read every request that
+    # ever shared a word; a btree on the structure alone, every request of the window.
+    earlier = and_(
+        RequestRow.id != bindparam("request_id", type_=String),
+        RequestRow.submitted_at < bindparam("submitted_at", type_=DateTime(timezone=True)),
+        RequestRow.search_vector.op("@@")(query),
+    )
+    if scope is RequestScope.same_state:
+        window = and_(
+            RequestRow.member_state == bindparam("member_state", type_=String),
+            RequestRow.submitted_at >= bindparam("since", type_=DateTime(timezone=True)),
+        )
+    else:
+        window = and_(
+            RequestRow.member_state != bindparam("member_state", type_=String),
+            OPEN_PREDICATE,  # only open requests can be consolidated (the partial index's own predicate)
+            desired_period(RequestRow.desired_start, RequestRow.desired_end).op("&&")(
+                desired_period(bindparam("start", type_=Date), bindparam("end", type_=Date))
+            ),
+        )
+    ranked = (
+        select(RequestRow.id, rank.label("rank"))
+        .where(earlier, window)
+        .order_by(rank.desc())
+        .limit(bindparam("limit", type_=Integer))
+        .subquery("ranked")
+    )
+    return (
+        _request_columns()
+        .join_from(RequestRow, ranked, RequestRow.id == ranked.c.id)
+        .order_by(ranked.c.rank.desc(), RequestRow.id)
+    )
+
+
+REQUEST_QUERIES = {scope: _ranked_requests(scope) for scope in RequestScope}
+
+
 def request_query(
     need: NeedWindow,
     terms: Sequence[str],
     window_days: int,
     scope: RequestScope,
     limit: int = PER_QUERY_LIMIT,
-) -> Select[*tuple[Any, ...]]:
-    """The best `limit` requests of one window that share a term with the need, by `ts_rank`."""
-    query = cast(literal(tsquery(terms)), TSQUERY)
-    # The structural filters are the selective part (a state's last six months; open requests over the
-    # period): btree and partial indexes find those rows, and the text only filters (`@@`, cheap) and
-    # ranks them. Matching the text through a GIN index instead would read every request that ever
-    # shared a word.
-    earlier = and_(
-        RequestRow.id != need.request_id,
-        RequestRow.submitted_at < need.submitted_at,
-        RequestRow.search_vector.op("@@")(query),
-    )
+) -> tuple[Select[*tuple[Any, ...]], dict[str, Any]]:
+    """The statement of one window and the values a check binds to it."""
+    values: dict[str, Any] = {
+        "query": tsquery(terms),
+        "request_id": need.request_id,
+        "submitted_at": need.submitted_at,
+        "member_state": need.member_state,
+        "limit": limit,
+    }
     if scope is RequestScope.same_state:
-        window = and_(
-            RequestRow.member_state == need.member_state,
-            RequestRow.submitted_at >= need.submitted_at - timedelta(days=window_days),
-        )
+        values["since"] = need.submitted_at - timedelta(days=window_days)
     else:
-        window = and_(
-            RequestRow.member_state != need.member_state,
-            OPEN_PREDICATE,  # only open requests can be consolidated (the partial index's own predicate)
-            RequestRow.desired_start <= need.desired_end,
-            RequestRow.desired_end >= need.desired_start,
-        )
-    return _request_columns().where(earlier, window).order_by(_rank(query).desc()).limit(limit)
+        values |= {"start": need.desired_start, "end": need.desired_end}
+    return REQUEST_QUERIES[scope], values
 
 
 async def request_candidates(
-    session: AsyncSession, need: NeedWindow, terms: Sequence[str], window_days: int, scope: RequestScope
+    connection: AsyncConnection, need: NeedWindow, terms: Sequence[str], window_days: int, scope: RequestScope
 ) -> list[RequestCandidate]:
     if not tsquery(terms):
         return []  # nothing stored shares a single term with this request
-    rows = (await session.execute(request_query(need, terms, window_days, scope))).all()
-    return [_as_request(row) for row in rows]
+    stmt, values = request_query(need, terms, window_days, scope)
+    return [_as_request(row) for row in (await connection.execute(stmt, values)).all()]
 
 
-async def requests_by_id(session: AsyncSession, ids: Sequence[str]) -> list[RequestCandidate]:
+async def requests_by_id(connection: AsyncConnection, ids: Sequence[str]) -> list[RequestCandidate]:
     """Canonical targets of retrieved duplicates, so a duplicate always resolves to its original."""
     if not ids:
         return []
-    rows = (await session.execute(_request_columns().where(RequestRow.id.in_(list(ids))))).all()
+    rows = (await connection.execute(_request_columns().where(RequestRow.id.in_(list(ids))))).all()
     return [_as_request(r) for r in rows]
 
 
@@ -216,8 +271,25 @@ def _as_activity(row: Any) -> ActivityCandidate:
     )
 
 
+def _ranked_activities() -> Select[*tuple[Any, ...]]:
+    a = CatalogueActivityRow
+    query = cast(bindparam("query", type_=String), TSQUERY)
+    return (
+        _activity_columns()
+        .where(a.search_vector.op("@@")(query))
+        .where(bindparam("member_state", type_=String) == any_(a.beneficiaries))
+        .where(or_(a.start.is_(None), a.start <= bindparam("end", type_=Date)))
+        .where(or_(a.end.is_(None), a.end >= bindparam("start", type_=Date)))
+        .order_by(func.ts_rank(a.search_vector, query).desc(), a.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+ACTIVITY_QUERY = _ranked_activities()
+
+
 async def activity_candidates(
-    session: AsyncSession,
+    connection: AsyncConnection,
     *,
     member_state: str,
     terms: Sequence[str],
@@ -229,22 +301,18 @@ async def activity_candidates(
     finer rules, e.g. not ended before submission)."""
     if not tsquery(terms):
         return []
-    a = CatalogueActivityRow
-    query = cast(literal(tsquery(terms)), TSQUERY)
-    stmt = (
-        _activity_columns()
-        .where(a.search_vector.op("@@")(query))
-        .where(literal(member_state) == any_(a.beneficiaries))
-        .where(or_(a.start.is_(None), a.start <= desired_end))
-        .where(or_(a.end.is_(None), a.end >= desired_start))
-        .order_by(func.ts_rank(a.search_vector, query).desc())
-        .limit(limit)
-    )
-    return [_as_activity(r) for r in (await session.execute(stmt)).all()]
+    values = {
+        "query": tsquery(terms),
+        "member_state": member_state,
+        "start": desired_start,
+        "end": desired_end,
+        "limit": limit,
+    }
+    return [_as_activity(r) for r in (await connection.execute(ACTIVITY_QUERY, values)).all()]
 
 
-async def activities_by_id(session: AsyncSession, ids: Sequence[str]) -> list[ActivityCandidate]:
+async def activities_by_id(connection: AsyncConnection, ids: Sequence[str]) -> list[ActivityCandidate]:
     if not ids:
         return []
     stmt = _activity_columns().where(CatalogueActivityRow.id.in_(list(ids)))
-    return [_as_activity(r) for r in (await session.execute(stmt)).all()]
+    return [_as_activity(r) for r in (await connection.execute(stmt)).all()]

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    ColumnElement,
     Computed,
     Date,
     DateTime,
@@ -23,11 +24,18 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from taflow.domain.enums import Stage
+
+
+def desired_period(start: Any, end: Any) -> ColumnElement[Any]:
+    """The inclusive date range of a desired period: what the dedup index on open requests holds."""
+    return func.daterange(start, end, literal_column("'[]'"))
+
 
 SEARCH_VECTOR = "array_to_tsvector(array_remove(string_to_array(search_text, ' '), ''))"
 """The expanded terms are already analysed (stems, @concepts): kept verbatim as lexemes, unparsed."""
@@ -106,11 +114,18 @@ class RequestRow(Base):
 
 
 Index("ix_requests_updated", RequestRow.updated_at.desc(), RequestRow.id.desc())
-Index("ix_requests_state_submitted", RequestRow.member_state, RequestRow.submitted_at)
-Index(
-    "ix_requests_open_window",
-    RequestRow.desired_start,
-    RequestRow.desired_end,
+Index(  # dedup: a state's own requests over the window, filtered by text in the index (migration 0005)
+    "ix_requests_dedup_state",
+    RequestRow.member_state,
+    RequestRow.submitted_at,
+    RequestRow.search_vector,
+    postgresql_using="gist",
+)
+Index(  # dedup: other states' open requests over the period, filtered by text in the index
+    "ix_requests_dedup_open",
+    desired_period(RequestRow.desired_start, RequestRow.desired_end),
+    RequestRow.search_vector,
+    postgresql_using="gist",
     postgresql_where=RequestRow.stage.in_([s.value for s in Stage if not s.is_terminal]),
 )
 Index("ix_requests_topics", RequestRow.topics, postgresql_using="gin")

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from sqlalchemy import String, any_, literal, select
+from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taflow.db.models import DedupTermRow
 from taflow.dedup.engine import CorpusStats
@@ -44,16 +44,15 @@ async def restate(session: AsyncSession, changes: Iterable[tuple[str | None, str
     )
 
 
-async def corpus_stats(session: AsyncSession, terms: Iterable[str]) -> CorpusStats:
+DOC_FREQS = select(DedupTermRow.term, DedupTermRow.df).where(
+    DedupTermRow.term == any_(bindparam("terms", type_=ARRAY(String)))
+)
+
+
+async def corpus_stats(connection: AsyncConnection, terms: Iterable[str]) -> CorpusStats:
     """The document frequencies of just the terms a check needs."""
     wanted = sorted(set(terms) | {DOCUMENTS})
-    rows = (
-        await session.execute(
-            select(DedupTermRow.term, DedupTermRow.df).where(
-                DedupTermRow.term == any_(literal(wanted, ARRAY(String)))
-            )
-        )
-    ).all()
+    rows = (await connection.execute(DOC_FREQS, {"terms": wanted})).all()
     df = {t: n for t, n in rows}
     n_docs = df.pop(DOCUMENTS, 0)
     return CorpusStats(n_docs=max(n_docs, 0), doc_freq=Counter({t: max(n, 0) for t, n in df.items()}))

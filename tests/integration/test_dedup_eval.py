@@ -50,6 +50,7 @@ async def test_first_request_of_its_kind_is_clear(sessionmaker: Any) -> None:
     from datetime import UTC, datetime
 
     from taflow.activities.dedup import run_dedup_check
+    from taflow.db.candidates import engine_of
     from taflow.domain.models import DedupCheckInput, RequestDraft
 
     draft = RequestDraft(
@@ -63,5 +64,5 @@ async def test_first_request_of_its_kind_is_clear(sessionmaker: Any) -> None:
     inp = DedupCheckInput(
         request_id="FIRST-1", member_state="BN", draft=draft, submitted_at=datetime.now(UTC)
     )
-    result = await run_dedup_check(sessionmaker, inp, 183)
+    result = await run_dedup_check(engine_of(sessionmaker), inp, 183)
     assert result.verdict == "clear" and result.candidates == []
