@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from taflow.db.projection import write_projection
+from taflow.db.projection import project
 from taflow.domain.enums import Stage
 from taflow.domain.models import AuditEvent, Notification, Projection, RequestState
 from taflow.observability.business import record_projection
@@ -52,6 +52,5 @@ class ProjectionActivities:
 
     @activity.defn
     async def project_request(self, projection: Projection) -> None:
-        async with self._sessions.begin() as session:
-            await write_projection(session, projection, notifications(projection))
+        await project(self._sessions, projection, notifications(projection))
         record_projection(projection)  # business metrics: transitions, time in stage, SLA, dedup, invitations

@@ -347,6 +347,15 @@ class Projection(BaseModel):
 
     state: RequestState
     new_events: list[AuditEvent]
+    events_omitted: bool = False
+    """The snapshot comes without its audit trail (`state.events` is empty): the stored trail is
+    extended by `new_events` instead of replaced (patch "lean-projection"; older workflows send it all)."""
+    stage_entered: AuditEvent | None = None
+    """With `events_omitted`: the last event already projected that moved the stage, so the business
+    metrics can still time the stage the new events leave."""
+    kept: list[str] = []
+    """State fields left out (at their defaults) because the read model has them unchanged since the
+    last projection: the stored values stand (patch "lean-projection")."""
 
 
 class Notification(BaseModel):

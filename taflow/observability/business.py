@@ -100,6 +100,9 @@ INVITATION_OUTCOMES = {
 def observations(projection: Projection) -> list[Observation]:
     """What the newly projected events say, as business metric data points (a pure function)."""
     events = projection.state.events
+    if projection.events_omitted:  # a lean projection: the stage entry it needs comes beside the new events
+        entered = projection.stage_entered
+        events = ([entered] if entered is not None else []) + projection.new_events
     out: list[Observation] = []
     for e in projection.new_events:
         before, entered_at = _stage_in_force(events, e.seq)

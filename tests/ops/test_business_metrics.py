@@ -112,3 +112,11 @@ def test_expiry_is_a_breach_of_the_stage_left() -> None:
     )
     points = observations(Projection(state=state(events), new_events=events[1:]))
     assert Observation("taflow_sla_breaches", {"stage": "changes_requested", "action": "expired"}) in points
+
+
+def test_a_lean_projection_counts_alike() -> None:
+    """Without the audit trail (patch "lean-projection") the stage entry comes beside the new events."""
+    whole = observations(Projection(state=state(EVENTS), new_events=EVENTS[-2:]))
+    entered = next(e for e in reversed(EVENTS[:-2]) if e.to_stage is not None)
+    lean = Projection(state=state([]), new_events=EVENTS[-2:], events_omitted=True, stage_entered=entered)
+    assert observations(lean) == whole
