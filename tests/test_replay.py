@@ -1,6 +1,9 @@
 """Replays every committed history against the current workflow code, with no server.
 
-A change to workflow logic that is not guarded by `workflow.patched` breaks one of these.
+A change to workflow logic that is not guarded by `workflow.patched` breaks one of these. After a new
+patch, record the paths it changes as a new set beside the others (`TAFLOW_RECORD_HISTORIES=1
+TAFLOW_HISTORY_SUFFIX=-<name> pytest tests/workflow -k ...`): the `-lean` set carries the patches
+"lean-projection" and "search-attribute-diff".
 """
 
 from __future__ import annotations

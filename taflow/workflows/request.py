@@ -9,12 +9,13 @@ recorded in the audit trail instead of acting).
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -79,6 +80,13 @@ MEMO_PATCH = "memo-client-reference"
 """An amendment that changes the requester's reference updates the memo ops read in the UI (7)."""
 ROUNDS_PATCH = "donor-rounds-and-cutoffs"
 """on_hold ends at the next donor round; a missed agenda cut-off rolls over; overrides need a reason (5)."""
+LEAN_PROJECTION_PATCH = "lean-projection"
+"""The projection activity gets the state without its audit trail, plus the events it has not written:
+its input no longer grows with every event of the request."""
+LEAN_KEPT = ("dedup", "match", "invitations", "clock")
+"""Parts of the state a lean projection leaves out while they stay as last projected (the row keeps them)."""
+SEARCH_ATTRIBUTE_DIFF_PATCH = "search-attribute-diff"
+"""Upserts carry only the search attributes whose values changed since the last one (none: no upsert)."""
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -132,6 +140,13 @@ class TARequestWorkflow:
         self._dedup_gate = False
         self._rounds = False
         self._four_eyes = False
+        self._lean = False
+        self._sa_diff = False
+        self._projected_parts: dict[str, Any] = {}
+        """LEAN_KEPT parts as the read model has them (patch "lean-projection")."""
+        self._sa_last: dict[str, Any] | None = None if request.resume else {}
+        """Search attribute values as last upserted (a missing name: never set); None: not known."""
+        self._details_last: str | None = None
         self._clock_dirty = False
         self._retime: Actor | None = None
 
@@ -143,6 +158,8 @@ class TARequestWorkflow:
         self._dedup_gate = workflow.patched(DEDUP_GATE_PATCH)
         self._rounds = workflow.patched(ROUNDS_PATCH)
         self._four_eyes = workflow.patched(FOUR_EYES_PATCH)
+        self._lean = workflow.patched(LEAN_PROJECTION_PATCH)
+        self._sa_diff = workflow.patched(SEARCH_ATTRIBUTE_DIFF_PATCH)
         if request.resume is None:
             self._record(request.submitted_by, "submitted", to=Stage.submitted, comment=request.draft.title)
             self._record(SYSTEM_ACTOR, "dedup_started", to=Stage.dedup_check)
@@ -801,19 +818,47 @@ class TARequestWorkflow:
 
     def _publish(self) -> None:
         """Search attributes and current details, so ops can find and read the request in the UI."""
-        updates: list[SearchAttributeUpdate[Any]] = [
-            TA_STAGE.value_set(self._s.stage.value),
-            TA_MEMBER_STATE.value_set(self._s.member_state.value),
-            TA_TOPICS.value_set([t.value for t in self._s.draft.topics]),
+        if self._sa_diff:
+            self._upsert_changed()
+        else:
+            updates: list[SearchAttributeUpdate[Any]] = [
+                TA_STAGE.value_set(self._s.stage.value),
+                TA_MEMBER_STATE.value_set(self._s.member_state.value),
+                TA_TOPICS.value_set([t.value for t in self._s.draft.topics]),
+            ]
+            duplicate = self._s.duplicate_of or self._suspected_duplicate()
+            updates.append(TA_DUPLICATE.value_set(duplicate) if duplicate else TA_DUPLICATE.value_unset())
+            if self._sla:
+                due = self._s.sla_due_at
+                updates.append(TA_SLA_DUE_AT.value_set(due) if due else TA_SLA_DUE_AT.value_unset())
+                updates.append(TA_ESCALATED.value_set(self._s.escalated))
+            workflow.upsert_search_attributes(updates)
+        details = self._details()
+        if details != self._details_last:  # not a command: only what the UI shows
+            self._details_last = details
+            workflow.set_current_details(details)
+
+    def _upsert_changed(self) -> None:
+        """Patch "search-attribute-diff": upsert only the values that changed since the last upsert."""
+        s = self._s
+        values: list[tuple[SearchAttributeKey[Any], Any]] = [
+            (TA_STAGE, s.stage.value),
+            (TA_MEMBER_STATE, s.member_state.value),
+            (TA_TOPICS, [t.value for t in s.draft.topics]),
+            (TA_DUPLICATE, s.duplicate_of or self._suspected_duplicate()),
         ]
-        duplicate = self._s.duplicate_of or self._suspected_duplicate()
-        updates.append(TA_DUPLICATE.value_set(duplicate) if duplicate else TA_DUPLICATE.value_unset())
         if self._sla:
-            due = self._s.sla_due_at
-            updates.append(TA_SLA_DUE_AT.value_set(due) if due else TA_SLA_DUE_AT.value_unset())
-            updates.append(TA_ESCALATED.value_set(self._s.escalated))
-        workflow.upsert_search_attributes(updates)
-        workflow.set_current_details(self._details())
+            values += [(TA_SLA_DUE_AT, s.sla_due_at), (TA_ESCALATED, s.escalated)]
+        last = self._sa_last
+        updates: list[SearchAttributeUpdate[Any]] = []
+        for key, value in values:
+            value = value if value or value is False else None  # "" / [] / None: unset
+            if last is not None and last.get(key.name) == value:
+                continue
+            updates.append(key.value_set(value) if value is not None else key.value_unset())
+        if updates:
+            workflow.upsert_search_attributes(updates)
+        self._sa_last = {key.name: value if value or value is False else None for key, value in values}
 
     def _suspected_duplicate(self) -> str | None:
         dedup = self._s.dedup
@@ -854,16 +899,51 @@ class TARequestWorkflow:
             if not self._dirty():
                 return
             version = self._s.version
-            snapshot = self._s.model_copy(deep=True)
-            new_events = [e for e in snapshot.events if e.seq > self._projected_seq]
+            projection, parts = self._lean_projection() if self._lean else (self._full_projection(), {})
+            new_events = projection.new_events
             await workflow.execute_activity_method(
                 ProjectionActivities.project_request,
-                Projection(state=snapshot, new_events=new_events),
+                projection,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,
             )
             self._projected_version = version
             self._projected_seq = new_events[-1].seq if new_events else self._projected_seq
+            self._projected_parts.update(parts)
+
+    def _full_projection(self) -> Projection:
+        snapshot = self._s.model_copy(deep=True)
+        new_events = [e for e in snapshot.events if e.seq > self._projected_seq]
+        return Projection(state=snapshot, new_events=new_events)
+
+    def _lean_projection(self) -> tuple[Projection, dict[str, Any]]:
+        """Patch "lean-projection": the state without its audit trail and without the parts the read
+        model has unchanged (LEAN_KEPT); the new events beside it. Also what it sends of LEAN_KEPT, to
+        compare the next projection with once this one is written.
+
+        The state is not copied: the activity's input is serialized as it is scheduled."""
+        events = self._s.events
+        start = len(events)
+        while start and events[start - 1].seq > self._projected_seq:
+            start -= 1
+        entered = next((e for e in reversed(events[:start]) if e.to_stage is not None), None)
+        kept: list[str] = []
+        sent: dict[str, Any] = {}
+        for name in LEAN_KEPT:
+            value = getattr(self._s, name)
+            if name in self._projected_parts and value == self._projected_parts[name]:
+                kept.append(name)
+            else:
+                sent[name] = copy.deepcopy(value)
+        left_out = {name: RequestState.model_fields[name].get_default() for name in kept}
+        projection = Projection(
+            state=self._s.model_copy(update={"events": [], **left_out}),
+            new_events=events[start:],
+            events_omitted=True,
+            stage_entered=entered,
+            kept=kept,
+        )
+        return projection, sent
 
     def _dirty(self) -> bool:
         return self._s.version != self._projected_version

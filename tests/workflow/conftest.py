@@ -156,13 +156,17 @@ HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 
 @pytest.fixture
 def record_history() -> Callable[[WorkflowHandle[Any, Any], str], Any]:
-    """Writes a workflow's history to tests/histories/ when TAFLOW_RECORD_HISTORIES=1 (for replay tests)."""
+    """Writes a workflow's history to tests/histories/ when TAFLOW_RECORD_HISTORIES=1 (for replay tests).
+
+    TAFLOW_HISTORY_SUFFIX names a new set beside the committed ones (`<name><suffix>.json`): after a
+    patch, record the paths it changes under a new name and keep the older histories replaying."""
 
     async def record(handle: WorkflowHandle[Any, Any], name: str) -> None:
         if os.environ.get("TAFLOW_RECORD_HISTORIES") != "1":
             return
         history = await handle.fetch_history()
         HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
+        suffix = os.environ.get("TAFLOW_HISTORY_SUFFIX", "")
+        (HISTORIES / f"{name}{suffix}.json").write_text(history.to_json())
 
     return record
