@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     public_base_url: str = "http://localhost:8000"
     max_body_bytes: int = 65_536
+    api_db_pre_ping: bool = False
+    """Test every pooled connection with a round trip before the API uses it. Off: a connection that a
+    PostgreSQL restart dropped fails its one call with 503 (Retry-After) and the pool is renewed."""
+    auth_cache_seconds: float = 5.0
+    """How long the API trusts an API key it has looked up (per process); a revocation takes effect
+    within this time. 0: look every key up on every call."""
     invitation_response_days: int = 7
     invitation_token_days: int = 14
     dedup_window_days: int = 183

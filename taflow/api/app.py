@@ -6,6 +6,7 @@ the test engine, which the lifespan then leaves open for their owner.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from taflow import temporal
+from taflow.api.auth import Authenticator
 from taflow.api.idempotency import IdempotencyMiddleware
 from taflow.api.problems import BodyLimitMiddleware, install_problem_handlers, problems_to_media_type
 from taflow.api.routes import health, inbox, invitations, requests, webhooks
-from taflow.db.session import make_engine, make_sessionmaker
+from taflow.db.session import autocommit, make_autocommit_sessionmaker, make_engine, make_sessionmaker
 from taflow.observability.api import install_observability
 from taflow.settings import Settings, get_settings, resolve_database_url
 
@@ -32,6 +34,14 @@ TAGS = [
 ]
 
 
+def freeze_startup_heap() -> None:
+    """Leave the objects made at startup (modules, models, routes, compiled schemas: ~150k) out of
+    every later garbage collection: the collector then walks what requests allocate, not the whole
+    heap, which saved ~0.1 ms of CPU per submission and the occasional 100 ms full collection."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(
     settings: Settings | None = None, *, client: Client | None = None, engine: AsyncEngine | None = None
 ) -> FastAPI:
@@ -40,12 +50,23 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
-        eng = engine if engine is not None else make_engine(resolve_database_url(settings))
+        eng = (
+            engine
+            if engine is not None
+            else make_engine(resolve_database_url(settings), pre_ping=settings.api_db_pre_ping)
+        )
         try:
             app.state.settings = settings
             app.state.engine = eng
             app.state.sessionmaker = make_sessionmaker(eng)
+            app.state.autocommit_engine = autocommit(eng)
+            app.state.autocommit_sessionmaker = make_autocommit_sessionmaker(eng)
+            app.state.authenticator = Authenticator(
+                settings, app.state.autocommit_engine, settings.auth_cache_seconds
+            )
             app.state.temporal_client = client if client is not None else await temporal.connect(settings)
+            if own_engine:  # a server process of its own (tests inject their engine and keep their heap)
+                freeze_startup_heap()
             yield
         finally:
             if own_engine:
@@ -60,7 +81,8 @@ def create_app(
         openapi_tags=TAGS,
         lifespan=lifespan,
     )
-    app.add_middleware(IdempotencyMiddleware)  # inside the body limit: sees the buffered body
+    # inside the body limit: sees the buffered body. A submission replays by its own record instead.
+    app.add_middleware(IdempotencyMiddleware, own_replay=requests.OWN_REPLAY)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_problem_handlers(app)
     install_observability(app, settings)  # request ids in JSON logs, /metrics, traces when configured

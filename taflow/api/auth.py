@@ -8,19 +8,19 @@ its organisation, answers 403 (taflow.authz holds the table).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taflow import authz
-from taflow.api.deps import SessionDep
 from taflow.api.problems import ProblemError
 from taflow.authz import Action, Reach
-from taflow.db.credentials import KEY_PREFIX, authenticate
+from taflow.db.credentials import KEY_PREFIX, actor_of_digest, digest, plausible_key
 from taflow.domain.models import Actor
 from taflow.settings import Settings
 
@@ -52,28 +52,75 @@ def bearer_token(authorization: str | None) -> str | None:
     return token
 
 
-async def resolve(session: AsyncSession, settings: Settings, token: str) -> Actor:
-    """The actor behind a bearer credential; ProblemError 401/403 when it is not a usable one."""
-    if token.startswith(KEY_PREFIX):
-        actor = await authenticate(session, token)
-        if actor is None:
-            raise unauthorized("unknown or revoked API key", invalid=True)
-    elif token.count(".") == 2 and settings.oidc_issuer:
-        from taflow.api.oidc import verify_token
+CACHE_ENTRIES = 10_000
+"""At most this many keys are remembered per process (the expired ones go first, then all)."""
 
-        actor = await verify_token(settings, token)
-    else:
-        raise unauthorized("unknown or revoked API key", invalid=True)
-    if not authz.role_fits_organisation(actor.role, actor.organisation):
-        raise ProblemError(
-            "forbidden", f"role {actor.role.value} cannot belong to organisation {actor.organisation}"
-        )
-    return actor
+
+class Authenticator:
+    """Bearer credential -> Actor, one per API process (made in the lifespan, on `app.state`).
+
+    API keys it has looked up are trusted for `cache_seconds` (by the key's SHA-256 digest, never
+    the key), so a caller's calls cost no database round trip for authentication; a revoked key
+    stops working within that time. Unknown keys are not remembered: each costs a lookup.
+    """
+
+    def __init__(self, settings: Settings, database: AsyncEngine, cache_seconds: float) -> None:
+        self.settings = settings
+        self.database = database
+        """Autocommit (taflow.db.session.autocommit): the lookup is one statement, no BEGIN/COMMIT."""
+        self.cache_seconds = cache_seconds
+        self._known: dict[str, tuple[float, Actor]] = {}
+
+    async def resolve(self, token: str) -> Actor:
+        """The actor behind a bearer credential; ProblemError 401/403 when it is not a usable one."""
+        if token.startswith(KEY_PREFIX):
+            actor = await self.api_key(token)
+            if actor is None:
+                raise unauthorized("unknown or revoked API key", invalid=True)
+        elif token.count(".") == 2 and self.settings.oidc_issuer:
+            from taflow.api.oidc import verify_token
+
+            actor = await verify_token(self.settings, token)
+        else:
+            raise unauthorized("unknown or revoked API key", invalid=True)
+        if not authz.role_fits_organisation(actor.role, actor.organisation):
+            raise ProblemError(
+                "forbidden", f"role {actor.role.value} cannot belong to organisation {actor.organisation}"
+            )
+        return actor
+
+    async def api_key(self, key: str) -> Actor | None:
+        """The actor of an active API key (from the cache while it is fresh); None: refuse it."""
+        if not plausible_key(key):
+            return None
+        key_digest = digest(key)
+        now = time.monotonic()
+        known = self._known.get(key_digest)
+        if known is not None and known[0] > now:
+            return known[1]
+        async with self.database.connect() as connection:
+            actor = await actor_of_digest(connection, key_digest)
+        if actor is None:
+            self._known.pop(key_digest, None)
+        elif self.cache_seconds > 0:
+            if len(self._known) >= CACHE_ENTRIES:
+                self._forget_expired(now)
+            self._known[key_digest] = (now + self.cache_seconds, actor)
+        return actor
+
+    def _forget_expired(self, now: float) -> None:
+        self._known = {k: v for k, v in self._known.items() if v[0] > now}
+        if len(self._known) >= CACHE_ENTRIES:
+            self._known.clear()
+
+
+def authenticator(request: Request) -> Authenticator:
+    auth: Authenticator = request.app.state.authenticator
+    return auth
 
 
 async def optional_actor(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor | None:
     """The caller, or None when no Authorization header was sent; a wrong credential is still a 401."""
@@ -84,7 +131,7 @@ async def optional_actor(
         if request.headers.get("authorization"):
             raise unauthorized("use `Authorization: Bearer <api key or token>`", invalid=True)
         return None
-    actor = await resolve(session, request.app.state.settings, credentials.credentials.strip())
+    actor = await authenticator(request).resolve(credentials.credentials.strip())
     setattr(request.state, STATE_ACTOR, actor)
     return actor
 

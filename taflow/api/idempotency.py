@@ -10,6 +10,9 @@ exception) releases its key, so the client may retry with it.
 Keys belong to the caller (organisation, role and credential subject; or the invitation link), so
 two callers never collide. A request whose credential does not authenticate passes through and gets
 its 401/403 from the route, without touching the key.
+
+Calls listed in `own_replay` are left alone: they keep their own record of a key and answer a retry
+from it (a submission: taflow.db.submissions), which costs no extra round trips.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -29,8 +32,8 @@ from fastapi import Depends, Header
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taflow.api.auth import STATE_ACTOR, bearer_token, resolve
-from taflow.api.problems import ProblemError, problem_response
+from taflow.api.auth import STATE_ACTOR, Authenticator, bearer_token
+from taflow.api.problems import ProblemError, answer, problem_response, unavailable
 from taflow.db import idempotency as store
 from taflow.db.credentials import digest
 from taflow.settings import Settings
@@ -62,72 +65,60 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, own_replay: Iterable[tuple[str, str]] = ()) -> None:
         self.app = app
+        self.own_replay = frozenset(own_replay)
+        """(method, path) of calls that replay by their own record: passed through untouched."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") not in METHODS:
+        method = scope.get("method")
+        if scope["type"] != "http" or method not in METHODS:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
+        if not path.startswith("/v1/") or (method, path) in self.own_replay:
+            await self.app(scope, receive, send)
+            return
         headers = _headers(scope)
         key = headers.get(HEADER)
-        if not path.startswith("/v1/") or key is None or not KEY_PATTERN.match(key):
+        if key is None or not KEY_PATTERN.match(key):
             await self.app(scope, receive, send)  # no key, or one the route will refuse (422)
             return
         state = scope["app"].state
-        sessions: async_sessionmaker[AsyncSession] = state.sessionmaker
-        settings: Settings = state.settings
-        owner = await self._owner(scope, headers, sessions, settings)
+        sessions: async_sessionmaker[AsyncSession] = state.autocommit_sessionmaker
+        try:
+            owner = await self._owner(scope, headers, state.authenticator)
+            if owner is not None:
+                body, receive = await _read_body(receive)
+                outcome = await _claim(sessions, state.settings, owner, key, fingerprint(method, path, body))
+        except Exception as exc:
+            problem = unavailable(exc)  # the database is away: 503, not a 500
+            if problem is None:
+                raise
+            await answer(problem, path)(scope, receive, send)
+            return
         if owner is None:
             await self.app(scope, receive, send)
-            return
-        body, receive = await _read_body(receive)
-        print_ = fingerprint(scope["method"], path, body)
-        deadline = time.monotonic() + settings.idempotency_wait_seconds
-        pause = 0.02
-        while True:
-            now = datetime.now(UTC)
-            async with sessions() as session:
-                outcome = await store.claim(
-                    session,
-                    scope=owner,
-                    key=key,
-                    fingerprint=print_,
-                    now=now,
-                    lock=LOCK,
-                    ttl=timedelta(hours=settings.idempotency_ttl_hours),
-                )
-            if isinstance(outcome, store.Acquired):
-                await self._run(scope, receive, send, sessions, owner, key)
-                return
-            if isinstance(outcome, store.Replay):
-                await _replay(outcome, send)
-                return
-            if isinstance(outcome, store.Conflict):
-                await problem_response(
-                    "idempotency-conflict",
-                    f"Idempotency-Key already used for another call{_first_answer(outcome)}",
-                    instance=path,
-                )(scope, receive, send)
-                return
-            if time.monotonic() >= deadline:
-                await problem_response(
-                    "idempotency-in-progress",
-                    "the first request with this Idempotency-Key is still running; retry shortly",
-                    instance=path,
-                    headers={"Retry-After": "1"},
-                )(scope, receive, send)
-                return
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 0.25)
+        elif isinstance(outcome, store.Acquired):
+            await self._run(scope, receive, send, sessions, owner, key)
+        elif isinstance(outcome, store.Replay):
+            await _replay(outcome, send)
+        elif isinstance(outcome, store.Conflict):
+            await problem_response(
+                "idempotency-conflict",
+                f"Idempotency-Key already used for another call{_first_answer(outcome)}",
+                instance=path,
+            )(scope, receive, send)
+        else:
+            await problem_response(
+                "idempotency-in-progress",
+                "the first request with this Idempotency-Key is still running; retry shortly",
+                instance=path,
+                headers={"Retry-After": "1"},
+            )(scope, receive, send)
 
     async def _owner(
-        self,
-        scope: Scope,
-        headers: Mapping[str, str],
-        sessions: async_sessionmaker[AsyncSession],
-        settings: Settings,
+        self, scope: Scope, headers: Mapping[str, str], authenticator: Authenticator
     ) -> str | None:
         """Whose key this is: the authenticated caller, or the invitation link; None: let the route refuse."""
         try:
@@ -136,8 +127,7 @@ class IdempotencyMiddleware:
             return None
         if token is not None:
             try:
-                async with sessions() as session:
-                    actor = await resolve(session, settings, token)
+                actor = await authenticator.resolve(token)
             except ProblemError:
                 return None
             scope.setdefault("state", {})[STATE_ACTOR] = actor
@@ -192,6 +182,30 @@ class IdempotencyMiddleware:
             await _release(sessions, owner, key)
         for message in messages:
             await send(message)
+
+
+async def _claim(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, owner: str, key: str, print_: str
+) -> store.Claim:
+    """Claim the key, waiting while another request holds it (InProgress only at the deadline)."""
+    deadline = time.monotonic() + settings.idempotency_wait_seconds
+    pause = 0.02
+    while True:
+        now = datetime.now(UTC)
+        async with sessions() as session:
+            outcome = await store.claim(
+                session,
+                scope=owner,
+                key=key,
+                fingerprint=print_,
+                now=now,
+                lock=LOCK,
+                ttl=timedelta(hours=settings.idempotency_ttl_hours),
+            )
+        if not isinstance(outcome, store.InProgress) or time.monotonic() >= deadline:
+            return outcome
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.25)
 
 
 async def _heartbeat(sessions: async_sessionmaker[AsyncSession], owner: str, key: str) -> None:

@@ -11,10 +11,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -149,11 +151,66 @@ def field_errors(raw: Sequence[Any]) -> list[FieldError]:
     return out
 
 
+def answer(problem: ProblemError, instance: str | None) -> JSONResponse:
+    """The problem+json response for a raised ProblemError."""
+    return problem_response(
+        problem.kind, problem.detail, instance=instance, headers=problem.headers, errors=problem.errors
+    )
+
+
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(
-        exc.kind, exc.detail, instance=request.url.path, headers=exc.headers, errors=exc.errors
-    )
+    return answer(exc, request.url.path)
+
+
+# ---------------------------------------------------------------------------- the database is away
+
+RETRY_AFTER_SECONDS = 1
+STATEMENT_BUGS = (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.DataError, sa_exc.NotSupportedError)
+"""Errors that say the statement is wrong, not that the database is away: they stay 500s (a retry
+would fail the same way), unless the connection died under them."""
+ASYNCPG_UNREACHABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (cannot connect now)
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, out of memory or disk
+    asyncpg.InterfaceError,  # the connection is closed
+)
+
+
+def unavailable(exc: BaseException) -> ProblemError | None:
+    """A 503 `unavailable` (with Retry-After) when `exc` means PostgreSQL cannot be used right now: it
+    refuses connections, dropped ours (a restart), is shutting down, or the pool has no connection to
+    spare; None for anything else. With the API's engine not pinging connections before use, the first
+    call on a connection a restart dropped lands here, and SQLAlchemy renews the pool after it."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if isinstance(exc, STATEMENT_BUGS) and not exc.connection_invalidated:
+            return None
+        detail = "the database is unreachable; retry shortly"
+    elif isinstance(exc, sa_exc.TimeoutError):
+        detail = "the database has no free connection; retry shortly"
+    elif isinstance(exc, ASYNCPG_UNREACHABLE):
+        detail = "the database is unreachable; retry shortly"
+    elif isinstance(exc, OSError):  # refused, reset, timed out, name not resolved
+        detail = "a backing service is unreachable; retry shortly"
+    else:
+        return None
+    log.warning("backing service unavailable: %s: %s", type(exc).__name__, exc)
+    return ProblemError("unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    problem = unavailable(exc)
+    if problem is None:
+        raise exc  # a bug, not an outage: on to _on_unexpected (500, logged)
+    return answer(problem, request.url.path)
+
+
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    sa_exc.DBAPIError,
+    sa_exc.TimeoutError,
+    *ASYNCPG_UNREACHABLE,
+    OSError,
+)
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -184,6 +241,9 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    problem = unavailable(exc)  # raised outside the routes (a middleware's own database work)
+    if problem is not None:
+        return answer(problem, request.url.path)
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response("internal-error", "the error was logged", instance=request.url.path)
 
@@ -192,6 +252,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    for error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error, _on_unavailable)
     app.add_exception_handler(Exception, _on_unexpected)
 
 
@@ -246,9 +308,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = content_type = None
+        for name, value in scope["headers"]:  # ASGI header names are lower-case
+            if name == b"content-length":
+                declared = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
         path = scope.get("path", "")
-        declared = headers.get("content-length")
         if declared is not None:
             try:
                 size = int(declared)
@@ -276,7 +342,7 @@ class BodyLimitMiddleware:
                 break
         body = b"".join(chunks)
         if body and scope.get("method") in BODY_METHODS and path.startswith("/v1/"):
-            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            ctype = (content_type or "").split(";")[0].strip().lower()
             if not (
                 ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))
             ):

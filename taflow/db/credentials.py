@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taflow.db.models import ApiKeyRow, InvitationTokenRow, OrganisationRow
+from taflow.db.session import Executor
 from taflow.domain.enums import MemberState, Organisation, Role
 from taflow.domain.models import Actor
 
@@ -89,17 +90,26 @@ async def create_key(
     return key
 
 
+def plausible_key(key: str) -> bool:
+    """Whether `key` looks like one of our API keys at all (else it is refused without a lookup)."""
+    return key.startswith(KEY_PREFIX) and len(key) <= MAX_KEY_LENGTH
+
+
 async def authenticate(session: AsyncSession, key: str) -> Actor | None:
     """The actor behind a key, or None for an unknown, revoked or malformed key (one indexed lookup)."""
-    if not key.startswith(KEY_PREFIX) or len(key) > MAX_KEY_LENGTH:
+    if not plausible_key(key):
         return None
-    row = (
-        await session.execute(
-            select(ApiKeyRow.organisation_id, ApiKeyRow.role, ApiKeyRow.subject).where(
-                ApiKeyRow.digest == digest(key), ApiKeyRow.revoked_at.is_(None)
-            )
-        )
-    ).one_or_none()
+    return await actor_of_digest(session, digest(key))
+
+
+ACTIVE_KEY = select(ApiKeyRow.organisation_id, ApiKeyRow.role, ApiKeyRow.subject).where(
+    ApiKeyRow.digest == bindparam("digest"), ApiKeyRow.revoked_at.is_(None)
+)
+
+
+async def actor_of_digest(db: Executor, key_digest: str) -> Actor | None:
+    """The actor of the active key with this digest; None when unknown or revoked."""
+    row = (await db.execute(ACTIVE_KEY, {"digest": key_digest})).one_or_none()
     if row is None:
         return None
     try:

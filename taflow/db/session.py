@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+Executor = AsyncSession | AsyncConnection
+"""What single-statement helpers run on: a session, or a bare connection (cheaper: no unit of work)."""
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
+    """`pre_ping` tests each connection on checkout (three round trips with asyncpg: BEGIN, `;`,
+    ROLLBACK). Without it, the first use of a connection a PostgreSQL restart dropped fails, and
+    SQLAlchemy then discards every pooled connection made before the failure."""
+    return create_async_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=pre_ping)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, with every statement committing by itself: no BEGIN and COMMIT round trips.
+
+    For work that is one statement at a time by nature (a lookup, an INSERT .. ON CONFLICT): under
+    READ COMMITTED each statement sees a fresh snapshot either way. Never for several writes that
+    must stand or fall together, nor for locks held across statements (SELECT .. FOR UPDATE).
+    `commit()` on its connections and sessions is harmless (and sends nothing).
+    """
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def make_autocommit_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions on `autocommit(engine)`."""
+    return async_sessionmaker(autocommit(engine), expire_on_commit=False)

@@ -11,12 +11,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import BindParameter, String, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taflow.db.models import SubmissionRow
+from taflow.db.session import Executor
 from taflow.domain.models import RequestDraft
 
 
@@ -44,14 +46,44 @@ def body_digest(draft: RequestDraft) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-async def allocate_request_id(session: AsyncSession, year: int) -> str:
-    """`TA-<year>-<nnnnnn>` from the `request_number` sequence (gaps are harmless, reuse never happens)."""
-    number = (await session.execute(text("SELECT nextval('request_number')"))).scalar_one()
-    return f"TA-{year}-{int(number):06d}"
+REQUEST_NUMBER_FORMAT = "FM" + "9" * 13 + "0" * 6
+"""to_char pattern: at least six digits, zero-padded (000042), longer numbers whole (1234567)."""
+
+SUBMISSIONS = cast(Table, SubmissionRow.__table__)
+_T = SUBMISSIONS.c
+
+
+def _param(name: str) -> BindParameter[Any]:
+    return bindparam(name, type_=_T[name].type)
+
+
+INSERT = (
+    insert(SUBMISSIONS)
+    .values(
+        # `TA-<year>-<nnnnnn>` from the `request_number` sequence inside the INSERT that uses it (gaps
+        # are harmless, reuse never happens)
+        request_id=func.concat(
+            bindparam("id_prefix", type_=String),
+            func.to_char(func.nextval("request_number"), REQUEST_NUMBER_FORMAT),
+        ),
+        member_state=_param("member_state"),
+        idempotency_key=_param("idempotency_key"),
+        body_digest=_param("body_digest"),
+        submitted_by=_param("submitted_by"),
+        created_at=_param("created_at"),
+    )
+    .on_conflict_do_nothing()
+    .returning(_T.request_id, _T.created_at)
+)
+"""Built once: a statement built per call costs more CPU (ORM and cache-key work) than its round trip."""
+
+EARLIER = select(_T.request_id, _T.member_state, _T.body_digest, _T.submitted_by, _T.created_at).where(
+    _T.member_state == _param("member_state"), _T.idempotency_key == _param("idempotency_key")
+)
 
 
 async def record_submission(
-    session: AsyncSession,
+    db: Executor,
     *,
     member_state: str,
     idempotency_key: str | None,
@@ -61,42 +93,34 @@ async def record_submission(
 ) -> Submission:
     """Insert the submission or find its earlier twin; commits, so concurrent retries see it.
 
+    A new submission is one statement (its id comes from the sequence inside the INSERT): on an
+    autocommit connection (taflow.db.session.autocommit), one round trip in all.
+
     Concurrency: INSERT .. ON CONFLICT DO NOTHING blocks on the unique index until a competing
     transaction commits, then the re-read (a fresh READ COMMITTED snapshot) finds the winner.
     Raises IdempotencyConflict when the key was used with another body.
     """
     digest = body_digest(draft)
+    values = {
+        "id_prefix": f"TA-{now.year}-",
+        "member_state": member_state,
+        "idempotency_key": idempotency_key,
+        "body_digest": digest,
+        "submitted_by": submitted_by,
+        "created_at": now,
+    }
     for _ in range(3):
-        request_id = await allocate_request_id(session, now.year)
-        inserted = (
-            await session.execute(
-                insert(SubmissionRow)
-                .values(
-                    request_id=request_id,
-                    member_state=member_state,
-                    idempotency_key=idempotency_key,
-                    body_digest=digest,
-                    submitted_by=submitted_by,
-                    created_at=now,
-                )
-                .on_conflict_do_nothing()
-                .returning(SubmissionRow.request_id, SubmissionRow.created_at)
-            )
-        ).one_or_none()
+        inserted = (await db.execute(INSERT, values)).one_or_none()
         if inserted is not None:
-            await session.commit()
-            return Submission(request_id, member_state, submitted_by, inserted.created_at, created=True)
+            await db.commit()
+            return Submission(
+                inserted.request_id, member_state, submitted_by, inserted.created_at, created=True
+            )
         if idempotency_key is None:  # pragma: no cover - only a request-id collision gets here
             continue
-        existing = (
-            await session.execute(
-                select(SubmissionRow).where(
-                    SubmissionRow.member_state == member_state,
-                    SubmissionRow.idempotency_key == idempotency_key,
-                )
-            )
-        ).scalar_one_or_none()
-        await session.commit()
+        key = {"member_state": member_state, "idempotency_key": idempotency_key}
+        existing = (await db.execute(EARLIER, key)).one_or_none()
+        await db.commit()
         if existing is None:
             continue  # the competitor rolled back after all: try again
         if existing.body_digest != digest:

@@ -56,9 +56,12 @@ def auth(keys: dict[str, str]) -> Callable[[str], dict[str, str]]:
     return headers
 
 
-def make_app(database_url: str, engine: AsyncEngine, client: Client, task_queue: str) -> FastAPI:
-    settings = Settings(database_url=database_url, task_queue=task_queue, max_body_bytes=MAX_BODY)
-    return create_app(settings, client=client, engine=engine)
+def make_app(
+    database_url: str, engine: AsyncEngine, client: Client, task_queue: str, **settings: Any
+) -> FastAPI:
+    """The app on the test database and dev server; `settings` override the defaults."""
+    config = Settings(database_url=database_url, task_queue=task_queue, max_body_bytes=MAX_BODY, **settings)
+    return create_app(config, client=client, engine=engine)
 
 
 class Api:

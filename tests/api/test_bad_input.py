@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -10,11 +12,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from taflow.db.credentials import create_key, digest, ensure_organisations, revoke_key
 from taflow.db.models import ApiKeyRow
-from tests.api.conftest import MAX_BODY, Api, assert_problem, count, draft
+from tests.api.conftest import MAX_BODY, Api, assert_problem, count, draft, make_app
 
 Auth = Callable[[str], dict[str, str]]
 TABLES = ("submissions", "requests", "request_events", "api_keys")
@@ -148,22 +151,39 @@ async def test_missing_or_wrong_credentials(api: httpx.AsyncClient, headers: dic
         assert resp.headers["www-authenticate"].startswith("Bearer")
 
 
-async def test_revoked_key(api: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+@pytest.mark.parametrize("cache_seconds", [0.0, 1.0])
+async def test_a_revoked_key_stops_working_within_the_cache_time(
+    cache_seconds: float,
+    database_url: str,
+    engine: AsyncEngine,
+    temporal_client: Client,
+    task_queue: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Keys are trusted for TAFLOW_AUTH_CACHE_SECONDS after a lookup; 0 looks every call up."""
+    app = make_app(database_url, engine, temporal_client, task_queue, auth_cache_seconds=cache_seconds)
     async with sessionmaker() as s:
         await ensure_organisations(s, ["KH"])
         key = await create_key(s, "KH", "requester", "revoked-user", "to revoke")
         await s.commit()
+    headers = {"Authorization": f"Bearer {key}"}
     try:
-        ok = await api.get("/v1/requests", headers={"Authorization": f"Bearer {key}"})
-        assert ok.status_code == 200
-        async with sessionmaker.begin() as s:
-            key_id = (
-                await s.execute(select(ApiKeyRow.id).where(ApiKeyRow.digest == digest(key)))
-            ).scalar_one()
-            assert await revoke_key(s, key_id)
-            assert not await revoke_key(s, key_id)
-        resp = await api.get("/v1/requests", headers={"Authorization": f"Bearer {key}"})
-        assert_problem(resp, 401, "unauthorized")
+        async with Api(app) as api:
+            ok = await api.get("/v1/requests", headers=headers)
+            assert ok.status_code == 200
+            trusted_until = time.monotonic() + cache_seconds
+            async with sessionmaker.begin() as s:
+                key_id = (
+                    await s.execute(select(ApiKeyRow.id).where(ApiKeyRow.digest == digest(key)))
+                ).scalar_one()
+                assert await revoke_key(s, key_id)
+                assert not await revoke_key(s, key_id)
+            if cache_seconds:
+                cached = await api.get("/v1/requests", headers=headers)
+                assert cached.status_code == 200  # still trusted: no lookup within the cache time
+                await asyncio.sleep(max(0.0, trusted_until - time.monotonic()) + 0.05)
+            resp = await api.get("/v1/requests", headers=headers)
+            assert_problem(resp, 401, "unauthorized")
     finally:
         async with sessionmaker.begin() as s:
             await s.execute(delete(ApiKeyRow).where(ApiKeyRow.digest == digest(key)))

@@ -74,10 +74,16 @@ async def test_a_failed_call_releases_its_key(api: httpx.AsyncClient, auth: Auth
         resp = await api.post("/v1/requests/TA-1999-000404/asec-review", json=body, headers=headers)
         assert_problem(resp, 404, "not-found")
         assert "idempotent-replayed" not in resp.headers
-    bad = await api.post("/v1/requests", json=draft(title=""), headers=auth("KH/requester") | key)
-    assert_problem(bad, 422)
-    good = await api.post("/v1/requests", json=draft(), headers=auth("KH/requester") | key)
+    hook = {"url": "https://partner.example.org/kh-fail", "event_types": ["request.*"]}
+    kh = auth("KH/requester") | key
+    assert_problem(await api.post("/v1/webhooks", json=hook | {"url": "not a url"}, headers=kh), 422)
+    good = await api.post("/v1/webhooks", json=hook, headers=kh)
     assert good.status_code == 201  # the 422 did not keep the key
+    assert await _rows(sessionmaker) == before + 1
+    # a submission keeps its key with the submission itself (taflow.db.submissions), never a claim
+    submission = auth("KH/requester") | {"Idempotency-Key": f"fail-{uuid.uuid4()}"}
+    assert_problem(await api.post("/v1/requests", json=draft(title=""), headers=submission), 422)
+    assert (await api.post("/v1/requests", json=draft(), headers=submission)).status_code == 201
     assert await _rows(sessionmaker) == before + 1
 
 
@@ -133,7 +139,7 @@ async def impatient_api(
 
 
 async def _in_progress(
-    sessionmaker: SM, scope: str, key: str, body: dict[str, object], locked: timedelta
+    sessionmaker: SM, scope: str, key: str, path: str, body: dict[str, object], locked: timedelta
 ) -> None:
     now = datetime.now(UTC)
     async with sessionmaker.begin() as s:
@@ -141,7 +147,7 @@ async def _in_progress(
             insert(IdempotencyKeyRow).values(
                 scope=scope,
                 key=key,
-                fingerprint=fingerprint("POST", "/v1/requests", json.dumps(body).encode()),
+                fingerprint=fingerprint("POST", path, json.dumps(body).encode()),
                 state="in_progress",
                 locked_until=now + locked,
                 expires_at=now + timedelta(hours=1),
@@ -152,19 +158,19 @@ async def _in_progress(
 async def test_a_retry_waits_for_the_first_then_gives_up_or_takes_over(
     impatient_api: httpx.AsyncClient, auth: Auth, sessionmaker: SM
 ) -> None:
-    body = draft(title="A request whose first attempt is still running")
+    body: dict[str, object] = {"url": "https://partner.example.org/kh-slow", "event_types": ["request.*"]}
     scope = "KH/requester/kh-coordinator"
     running, crashed = f"running-{uuid.uuid4()}", f"crashed-{uuid.uuid4()}"
-    await _in_progress(sessionmaker, scope, running, body, timedelta(minutes=1))
+    await _in_progress(sessionmaker, scope, running, "/v1/webhooks", body, timedelta(minutes=1))
     resp = await impatient_api.post(
-        "/v1/requests", json=body, headers=auth("KH/requester") | {"Idempotency-Key": running}
+        "/v1/webhooks", json=body, headers=auth("KH/requester") | {"Idempotency-Key": running}
     )
     assert_problem(resp, 409, "idempotency-in-progress")
     assert resp.headers["retry-after"] == "1"
     # a claim whose process died (its lock ran out) is taken over
-    await _in_progress(sessionmaker, scope, crashed, body, timedelta(seconds=-1))
+    await _in_progress(sessionmaker, scope, crashed, "/v1/webhooks", body, timedelta(seconds=-1))
     resp = await impatient_api.post(
-        "/v1/requests", json=body, headers=auth("KH/requester") | {"Idempotency-Key": crashed}
+        "/v1/webhooks", json=body, headers=auth("KH/requester") | {"Idempotency-Key": crashed}
     )
     assert resp.status_code == 201, resp.text
 

@@ -310,5 +310,6 @@ async def test_health_and_openapi(api: httpx.AsyncClient) -> None:
                     assert list(response["content"]) == ["application/problem+json"], (path, code)
     post = schema["paths"]["/v1/requests"]["post"]
     assert post["requestBody"]["content"]["application/json"]["examples"]
-    assert {"201", "200", "409", "422", "401", "403"} <= set(post["responses"])
+    assert {"201", "409", "422", "401", "403", "503"} <= set(post["responses"])
+    assert "200" not in post["responses"]  # a replay answers 201 too, as the first call did
     assert (await api.get("/docs")).status_code == 200

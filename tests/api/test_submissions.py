@@ -20,7 +20,7 @@ from taflow.db.credentials import create_key
 from taflow.db.models import SubmissionRow
 from taflow.domain.models import NewRequest
 from taflow.temporal import workflow_id
-from tests.api.conftest import assert_problem, count, draft
+from tests.api.conftest import assert_problem, count, draft, put_request
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -83,12 +83,15 @@ async def test_same_key_same_body_replays(
     assert again.content == first.content
     assert again.headers["location"] == first.headers["location"]
     assert await count(sessionmaker, "submissions") == before
-    # another credential of the same member state with the same key: the submission record replays it
+    # another credential of the same member state with the same key: the submission record replays
+    # the first answer, also once the request has moved on (stage `submitted`, as first answered)
+    await put_request(sessionmaker, request_id=first.json()["id"], member_state="TH")
     other = await _second_key(sessionmaker, "TH")
     third = await api.post("/v1/requests", json=draft(), headers=other | {"Idempotency-Key": key})
-    assert third.status_code == 200, third.text
-    assert third.json()["id"] == first.json()["id"]
-    assert "idempotent-replayed" not in third.headers
+    assert third.status_code == 201, third.text
+    assert third.content == first.content
+    assert third.headers["idempotent-replayed"] == "true"
+    assert third.headers["location"] == first.headers["location"]
 
 
 async def test_same_key_other_body_conflicts(
@@ -114,9 +117,13 @@ async def test_keys_are_per_member_state(api: httpx.AsyncClient, auth: Auth) -> 
 
 
 async def test_hundred_concurrent_submissions_with_one_key_make_one_request(
-    api: httpx.AsyncClient, auth: Auth, sessionmaker: async_sessionmaker[AsyncSession]
+    api: httpx.AsyncClient,
+    auth: Auth,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    temporal_client: Client,
 ) -> None:
     key = f"burst-{uuid.uuid4()}"
+    claims = await count(sessionmaker, "idempotency_keys")
     headers = auth("PH/requester") | {"Idempotency-Key": key}
     responses = await asyncio.gather(
         *[api.post("/v1/requests", json=draft(), headers=headers) for _ in range(100)]
@@ -138,6 +145,10 @@ async def test_hundred_concurrent_submissions_with_one_key_make_one_request(
             .all()
         )
     assert len(rows) == 1
+    assert await count(sessionmaker, "idempotency_keys") == claims  # the submission record alone did it
+    rid = responses[0].json()["id"]
+    started = await temporal_client.get_workflow_handle(workflow_id(rid)).describe()
+    assert started.status is WorkflowExecutionStatus.RUNNING
 
 
 async def test_replay_restarts_a_workflow_that_never_started(
@@ -159,13 +170,21 @@ async def test_replay_restarts_a_workflow_that_never_started(
             member_state="BN",
             idempotency_key=key,
             draft=RequestDraft.model_validate(draft()),
-            submitted_by="bn-coordinator",
+            submitted_by="bn-first-person",
             now=datetime.now(UTC),
         )
     resp = await api.post(
         "/v1/requests", json=draft(), headers=auth("BN/requester") | {"Idempotency-Key": key}
     )
-    assert resp.status_code == 200
+    assert resp.status_code == 201, resp.text
+    assert resp.headers["idempotent-replayed"] == "true"
     assert resp.json()["id"] == sub.request_id
-    described = await temporal_client.get_workflow_handle(workflow_id(sub.request_id)).describe()
+    assert resp.json()["stage"] == "submitted"
+    handle = temporal_client.get_workflow_handle(workflow_id(sub.request_id))
+    described = await handle.describe()
     assert described.status is WorkflowExecutionStatus.RUNNING
+    history = await handle.fetch_history()
+    start = history.events[0].workflow_execution_started_event_attributes
+    started = NewRequest.model_validate(json.loads(start.input.payloads[0].data))
+    assert started.submitted_by.subject == "bn-first-person"  # who recorded it, not who retried
+    assert started.submitted_at == sub.submitted_at

@@ -13,8 +13,8 @@ from temporalio.client import Client
 
 from taflow import authz
 from taflow.api.auth import Caller, allow
-from taflow.api.deps import ClientDep, SessionDep, SettingsDep
-from taflow.api.idempotency import IDEMPOTENT, IdempotencyKey
+from taflow.api.deps import AutocommitDep, ClientDep, SessionDep, SettingsDep
+from taflow.api.idempotency import IDEMPOTENT, REPLAYED, IdempotencyKey
 from taflow.api.problems import ProblemError, field_errors, problem_responses
 from taflow.api.schemas import (
     DRAFT_EXAMPLE,
@@ -76,22 +76,22 @@ def _message(body: Any, actor: Actor) -> BaseModel:
 # ---------------------------------------------------------------------------- submit
 
 
+OWN_REPLAY = frozenset({("POST", "/v1/requests")})
+"""Calls that answer a retry by their own record (the `submissions` row): the Idempotency-Key
+middleware leaves them alone, which saves its claim and finish round trips on every submission."""
+
+
 @router.post(
     "",
     status_code=201,
     summary="Submit a TA request",
     description="The member state comes from the credential. With an `Idempotency-Key`, a retry with the "
-    "same body gets the first answer again (201, same id); another body 409. A retry of a submission "
-    "recorded under the same key by another credential of the member state answers 200 with the same id.\n\n"
-    + authz.who(Action.submit_request),
+    "same body, from this or another credential of the same member state, gets the first answer again "
+    "(201, the same body and Location, `Idempotent-Replayed: true`), also when the first call failed "
+    "after the submission was recorded (its workflow is started then if it had not been); another body "
+    "under the same key answers 409 `idempotency-conflict`.\n\n" + authz.who(Action.submit_request),
     response_model=SubmissionView,
-    responses={
-        200: {
-            "model": SubmissionView,
-            "description": "Replay of an earlier submission with the same key and body",
-        },
-        **problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
-    },
+    responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
 )
 async def submit_request(
     draft: Annotated[
@@ -100,7 +100,7 @@ async def submit_request(
     ],
     response: Response,
     caller: Annotated[Caller, Depends(allow(Action.submit_request))],
-    session: SessionDep,
+    database: AutocommitDep,
     client: ClientDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
@@ -111,41 +111,37 @@ async def submit_request(
     except ValueError:
         raise ProblemError("forbidden", "only a member state's credential may submit requests") from None
     try:
-        submission = await record_submission(
-            session,
-            member_state=member_state.value,
-            idempotency_key=idempotency_key,
-            draft=draft,
-            submitted_by=actor.subject,
-            now=datetime.now(UTC),
-        )
+        async with database.connect() as connection:  # not held while the workflow starts
+            submission = await record_submission(
+                connection,
+                member_state=member_state.value,
+                idempotency_key=idempotency_key,
+                draft=draft,
+                submitted_by=actor.subject,
+                now=datetime.now(UTC),
+            )
     except IdempotencyConflict as exc:
         raise ProblemError("idempotency-conflict", str(exc)) from exc
-    stage = Stage.submitted
-    if not submission.created:
-        located = await locate(session, submission.request_id)
-        if located is not None and located.row is not None:
-            stage = Stage(located.row.stage)
-    await session.commit()
-    await start_request(
+    await start_request(  # again on a replay: the first call may have died before it started
         client,
         NewRequest(
             request_id=submission.request_id,
             member_state=member_state,
             draft=draft,
-            submitted_by=actor,
+            submitted_by=actor.model_copy(update={"subject": submission.submitted_by}),
             submitted_at=submission.submitted_at,
             invitation_response_days=settings.invitation_response_days,
         ),
         settings.task_queue,
     )
     href = f"/v1/requests/{submission.request_id}"
-    response.status_code = 201 if submission.created else 200
     response.headers["Location"] = href
-    return SubmissionView(
+    if not submission.created:
+        response.headers[REPLAYED] = "true"
+    return SubmissionView(  # what the first call answered, whatever has happened since
         id=submission.request_id,
         member_state=member_state,
-        stage=stage,
+        stage=Stage.submitted,
         submitted_at=submission.submitted_at,
         href=href,
     )
