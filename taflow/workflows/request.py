@@ -161,7 +161,13 @@ class TARequestWorkflow:
         self._lean = workflow.patched(LEAN_PROJECTION_PATCH)
         self._sa_diff = workflow.patched(SEARCH_ATTRIBUTE_DIFF_PATCH)
         if request.resume is None:
-            self._record(request.submitted_by, "submitted", to=Stage.submitted, comment=request.draft.title)
+            self._record(  # with "search-attribute-diff", the next record publishes both
+                request.submitted_by,
+                "submitted",
+                to=Stage.submitted,
+                comment=request.draft.title,
+                publish=not self._sa_diff,
+            )
             self._record(SYSTEM_ACTOR, "dedup_started", to=Stage.dedup_check)
         else:
             self._publish()
@@ -791,8 +797,11 @@ class TARequestWorkflow:
         to: Stage | None = None,
         comment: str = "",
         data: dict[str, Any] | None = None,
+        publish: bool = True,
     ) -> None:
-        """Append an audit event (and move to `to`); every change of state goes through here."""
+        """Append an audit event (and move to `to`); every change of state goes through here.
+
+        `publish=False` only where another record follows in the same step (it publishes both)."""
         now = workflow.now()
         seq = self._s.events[-1].seq + 1 if self._s.events else 1
         from_stage = self._s.stage if to is not None and self._s.events else None
@@ -814,7 +823,8 @@ class TARequestWorkflow:
             self._s.stage = to
         self._s.updated_at = now
         self._s.version += 1
-        self._publish()
+        if publish:
+            self._publish()
 
     def _publish(self) -> None:
         """Search attributes and current details, so ops can find and read the request in the UI."""
