@@ -129,18 +129,15 @@ def checks(rng: random.Random, base: list[dict[str, Any]], n: int) -> list[Dedup
 
 
 async def measure(url: str, inputs: list[DedupCheckInput]) -> list[float]:
-    engine = make_engine(url, pool_size=2)
-    sessions = make_sessionmaker(engine)
+    engine = make_engine(url, pool_size=4, pre_ping=False)  # as the worker's; three retrievals at once
     samples = []
     try:
         for inp in inputs[:10]:  # warm caches and the engine's analysers
-            async with sessions() as s:
-                await run_dedup_check(s, inp, 183)
+            await run_dedup_check(engine, inp, 183)
         for inp in inputs:
-            async with sessions() as s:
-                began = time.perf_counter()
-                await run_dedup_check(s, inp, 183)
-                samples.append((time.perf_counter() - began) * 1000)
+            began = time.perf_counter()
+            await run_dedup_check(engine, inp, 183)
+            samples.append((time.perf_counter() - began) * 1000)
     finally:
         await engine.dispose()
     return samples
@@ -148,7 +145,7 @@ async def measure(url: str, inputs: list[DedupCheckInput]) -> list[float]:
 
 async def plans(url: str, inp: DedupCheckInput) -> str:
     """EXPLAIN ANALYZE of the retrieval statements exactly as the activity builds them for one check."""
-    from taflow.db.candidates import NeedWindow, request_queries
+    from taflow.db.candidates import NeedWindow, RequestScope, request_query
     from taflow.db.term_stats import corpus_stats
     from taflow.dedup.text import analyze
 
@@ -156,16 +153,18 @@ async def plans(url: str, inp: DedupCheckInput) -> str:
     engine = make_engine(url, pool_size=1)
     out = []
     async with make_sessionmaker(engine)() as session:
-        df = (await corpus_stats(session, own)).doc_freq
+        df = (await corpus_stats(await session.connection(), own)).doc_freq
         terms = sorted({t for t in own if df.get(t, 0) > 0}, key=lambda t: df[t])
         need = NeedWindow(
             inp.request_id, inp.member_state.value, inp.draft.desired_start, inp.draft.desired_end,
             inp.submitted_at,
         )  # fmt: skip
         labels = ("same member state, last 183 days", "other states' open requests, overlapping period")
-        for label, stmt in zip(labels, request_queries(need, terms, 183), strict=True):
+        for label, scope in zip(labels, RequestScope, strict=True):
+            stmt, values = request_query(need, terms, 183, scope)
             compiled = stmt.compile(dialect=engine.dialect)
-            params = tuple(compiled.params[name] for name in compiled.positiontup or [])
+            bound = compiled.construct_params(values)
+            params = tuple(bound[name] for name in compiled.positiontup or [])
             conn = await session.connection()
             rows = await conn.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + str(compiled), params)
             out.append(f"-- {label}\n" + "\n".join(r[0] for r in rows))

@@ -115,7 +115,9 @@ def build_worker(
 
 async def run(settings: Settings) -> None:
     runtime = prepare_worker_process(settings)  # JSON logs, traces, /metrics (SDK + business)
-    engine = make_engine(resolve_database_url(settings))
+    # No pre-ping (three round trips per checkout): an activity whose pooled connection a PostgreSQL
+    # restart dropped fails once, SQLAlchemy renews the pool and Temporal retries the activity.
+    engine = make_engine(resolve_database_url(settings), pre_ping=False)
     client = await connect(settings, runtime=runtime)
     worker = build_worker(client, make_sessionmaker(engine), settings.task_queue, settings)
     await start_dispatcher(client, settings.task_queue, settings)  # webhooks: one dispatcher per queue
