@@ -22,6 +22,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from benchmarks.support import copy_requests
 from taflow.activities.dedup import run_dedup_check
 from taflow.db.migrate import upgrade
 from taflow.db.scratch import scratch_database
@@ -81,7 +82,7 @@ async def load(url: str, rows: list[tuple[Any, ...]]) -> None:
         make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     )
     try:
-        await conn.copy_records_to_table("requests", records=rows, columns=COLUMNS)
+        await copy_requests(conn, rows, COLUMNS)
     finally:
         await conn.close()
 

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import event, text
 
 from benchmarks.http1 import Http1Client
-from benchmarks.support import bench_stack, p95, repeats, say, scaled, summary, table, verdict
+from benchmarks.support import bench_stack, copy_requests, p95, repeats, say, scaled, summary, table, verdict
 from taflow.db.projection import WAITING_ON, request_row
 from taflow.db.session import make_engine, make_sessionmaker
 from taflow.devstack import libpq_url
@@ -121,8 +121,7 @@ async def fill(stack: Stack, n: int) -> list[str]:
     built = time.perf_counter() - started
     conn = await asyncpg.connect(libpq_url(stack.database_url))
     try:
-        for k in range(0, len(records), 20_000):
-            await conn.copy_records_to_table("requests", records=records[k : k + 20_000], columns=columns)
+        await copy_requests(conn, records, columns)
         await conn.execute("ANALYZE requests")
     finally:
         await conn.close()

@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from taflow import temporal
 from taflow.api.auth import Authenticator
+from taflow.api.changes import RequestChanges
 from taflow.api.idempotency import IdempotencyMiddleware
 from taflow.api.problems import BodyLimitMiddleware, install_problem_handlers, problems_to_media_type
 from taflow.api.routes import health, inbox, invitations, requests, webhooks
@@ -65,10 +66,15 @@ def create_app(
                 settings, app.state.autocommit_engine, settings.auth_cache_seconds
             )
             app.state.temporal_client = client if client is not None else await temporal.connect(settings)
+            app.state.changes = RequestChanges.for_url(eng.url)  # wakes `GET` calls waiting for a change
+            app.state.changes.start()
             if own_engine:  # a server process of its own (tests inject their engine and keep their heap)
                 freeze_startup_heap()
             yield
         finally:
+            changes = getattr(app.state, "changes", None)
+            if changes is not None:
+                await changes.close()
             if own_engine:
                 await eng.dispose()
 

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from taflow.api.changes import RequestChanges
 from taflow.settings import Settings
 
 
@@ -30,6 +31,11 @@ async def get_autocommit_engine(request: Request) -> AsyncEngine:
     return engine
 
 
+async def get_changes(request: Request) -> RequestChanges:
+    changes: RequestChanges = request.app.state.changes
+    return changes
+
+
 async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -41,6 +47,7 @@ AutocommitDep = Annotated[AsyncEngine, Depends(get_autocommit_engine)]
 """The pool with every statement committing by itself (taflow.db.session.autocommit): for routes whose
 database work is single statements, no BEGIN/COMMIT round trips. Connect only around the statements."""
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+ChangesDep = Annotated[RequestChanges, Depends(get_changes)]
 
 
 async def get_session(maker: SessionMakerDep) -> AsyncIterator[AsyncSession]:

@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -91,6 +91,9 @@ class ResponseLike(Protocol):
     def status_code(self) -> int: ...
 
     @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
     def text(self) -> str: ...
 
     def json(self) -> Any: ...
@@ -160,8 +163,12 @@ class Driver:
         max_pause_s: float = 0.5,
         lifecycle_timeout_s: float = 300.0,
         expert_id: str = EXPERT_ID,
+        wait_s: int = 10,
     ) -> None:
         self.http = http
+        self.wait_s = wait_s
+        """How long one `GET` may wait for the request to change (`Prefer: wait`); 0: poll instead."""
+        self._etags: dict[str, str] = {}
         self.credentials = credentials
         self.poll_s = poll_s
         self.max_pause_s = max_pause_s
@@ -202,10 +209,32 @@ class Driver:
         resp = await self._call(
             trace, "get", "GET", f"/v1/requests/{rid}", deadline, headers=self.headers(ASEC)
         )
-        if resp.status_code == 200:
-            body: dict[str, Any] = resp.json()
-            return body
-        return None
+        return self._seen(rid, resp)
+
+    def _seen(self, rid: str, resp: ResponseLike) -> dict[str, Any] | None:
+        if resp.status_code != 200:
+            return None
+        etag = resp.headers.get("etag")
+        if etag:
+            self._etags[rid] = etag
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def changed(self, trace: Trace, rid: str, deadline: float, pause: float) -> dict[str, Any] | None:
+        """The request once it differs from the version last seen (the server holds the `GET` until it
+        changes, up to `wait_s`), or None if it did not change meanwhile. Without a version seen yet,
+        or with waiting off, a plain pause then a `GET`."""
+        etag = self._etags.get(rid)
+        if etag is None or not self.wait_s:
+            await asyncio.sleep(pause)
+            return await self.view(trace, rid, deadline)
+        headers = self.headers(ASEC) | {"If-None-Match": etag, "Prefer": f"wait={self.wait_s}"}
+        resp = await self._call(trace, "get", "GET", f"/v1/requests/{rid}", deadline, headers=headers)
+        if resp.status_code == 304:
+            return None
+        if resp.status_code != 200:
+            await asyncio.sleep(pause)  # e.g. 404 while the request is being recorded
+        return self._seen(rid, resp)
 
     async def _stage(self, trace: Trace, rid: str, deadline: float) -> str | None:
         body = await self.view(trace, rid, deadline)
@@ -262,7 +291,7 @@ class Driver:
                 return
             if time.monotonic() > deadline:
                 raise StepFailed(f"{step}: still refused at the deadline ({resp.status_code} {kind})")
-            await asyncio.sleep(self.poll_s)
+            await self.changed(trace, rid, deadline, self.poll_s)  # not yet: until the request moves
 
     async def _dismiss_candidates(self, trace: Trace, rid: str, deadline: float) -> None:
         view = await self.view(trace, rid, deadline) or {}
@@ -286,17 +315,20 @@ class Driver:
         pred: Callable[[dict[str, Any]], bool],
         deadline: float,
     ) -> dict[str, Any]:
-        """Poll the request (GET, the read model) until `pred` holds; the pause grows to `max_pause_s`."""
+        """Read the request (GET, the read model) until `pred` holds: each later `GET` waits for it to
+        change (`changed`); without that, the pause between polls grows to `max_pause_s`."""
         pause = self.poll_s
+        view = await self.view(trace, rid, deadline)
+        last = view
         while True:
-            view = await self.view(trace, rid, deadline)
             if view is not None and pred(view):
                 return view
             if time.monotonic() > deadline:
-                stage = view.get("stage") if view else None
+                stage = last.get("stage") if last else None
                 raise StepFailed(f"never saw {what} (at {stage})")
             trace.note(f"wait:{what}")
-            await asyncio.sleep(pause)
+            view = await self.changed(trace, rid, deadline, pause)
+            last = view or last
             pause = min(pause * 1.5, self.max_pause_s)
 
     async def wait_for_stage(self, trace: Trace, rid: str, stage: str, deadline: float) -> None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from taflow import authz
 from taflow.api.auth import Caller, allow
-from taflow.api.deps import AutocommitDep, ClientDep, SessionDep, SettingsDep
+from taflow.api.changes import MAX_WAIT_SECONDS, RECHECK_SECONDS, etag_matches, requested_wait
+from taflow.api.deps import AutocommitDep, ChangesDep, ClientDep, SessionDep, SettingsDep
 from taflow.api.idempotency import IDEMPOTENT, REPLAYED, IdempotencyKey
 from taflow.api.problems import ProblemError, field_errors, problem_responses
 from taflow.api.schemas import (
@@ -154,17 +158,54 @@ async def submit_request(
     "/{request_id}",
     summary="One request, with its timeline",
     description="Another member state's request answers 404, as if it did not exist.\n\n"
+    "The answer's `ETag` is the request's version. Send it back in `If-None-Match` to get `304 Not "
+    "Modified` while the request is unchanged; add `Prefer: wait=N` (seconds, at most "
+    f"{MAX_WAIT_SECONDS}) and the call waits up to N seconds for the request to change before it "
+    "answers: the new version (200) as soon as it is written, or 304. Waiting replaces polling.\n\n"
     + authz.who(Action.read_request),
     response_model=RequestView,
-    responses=problem_responses(401, 404, 422, 503),
+    responses={
+        304: {"description": "Unchanged since the version in `If-None-Match` (after the wait, if any)"},
+        **problem_responses(401, 404, 422, 503),
+    },
 )
 async def get_one(
     request_id: RequestId,
     caller: Annotated[Caller, Depends(allow(Action.read_request))],
     session: SessionDep,
     client: ClientDep,
-) -> RequestView:
+    changes: ChangesDep,
+    response: Response,
+    if_none_match: Annotated[
+        str | None, Header(description="An `ETag` seen before: 304 while the request is unchanged")
+    ] = None,
+    prefer: Annotated[
+        str | None, Header(description=f"`wait=N`: wait up to N seconds (<= {MAX_WAIT_SECONDS}) for a change")
+    ] = None,
+) -> RequestView | Response:
     scope = Scope.of(caller.actor, caller.reach)
+    wait = requested_wait(prefer) if if_none_match else 0.0
+    deadline = time.monotonic() + wait
+    async with changes.watching(request_id) as changed:
+        while True:
+            changed.clear()  # what is written after this read wakes the wait below
+            view = await _current(session, client, request_id, scope)
+            etag = f'"{view.version}"'
+            if if_none_match is None or not etag_matches(if_none_match, etag):
+                response.headers["ETag"] = etag
+                return view
+            left = deadline - time.monotonic()
+            if left <= 0:
+                headers = {"ETag": etag} | ({"Preference-Applied": f"wait={wait:g}"} if wait else {})
+                return Response(status_code=304, headers=headers)
+            await session.commit()  # no connection held while waiting
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(left, RECHECK_SECONDS))
+
+
+async def _current(session: AsyncSession, client: Client, request_id: str, scope: Scope) -> RequestView:
+    """The request as the caller may see it: the read model, or the workflow while the projection
+    catches up."""
     row = await get_request(session, request_id, scope)
     if row is not None:
         state = RequestState.model_validate(row.state)
