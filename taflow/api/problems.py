@@ -169,6 +169,8 @@ RETRY_AFTER_SECONDS = 1
 STATEMENT_BUGS = (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.DataError, sa_exc.NotSupportedError)
 """Errors that say the statement is wrong, not that the database is away: they stay 500s (a retry
 would fail the same way), unless the connection died under them."""
+FILE_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+"""OSErrors that are about files, not about reaching a service: 500s like any other bug."""
 ASYNCPG_UNREACHABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (cannot connect now)
@@ -190,7 +192,7 @@ def unavailable(exc: BaseException) -> ProblemError | None:
         detail = "the database has no free connection; retry shortly"
     elif isinstance(exc, ASYNCPG_UNREACHABLE):
         detail = "the database is unreachable; retry shortly"
-    elif isinstance(exc, OSError):  # refused, reset, timed out, name not resolved
+    elif isinstance(exc, OSError) and not isinstance(exc, FILE_ERRORS):  # refused, reset, timed out
         detail = "a backing service is unreachable; retry shortly"
     else:
         return None

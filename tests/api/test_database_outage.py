@@ -115,6 +115,7 @@ def test_statement_errors_stay_500_and_outages_are_503() -> None:
     assert unavailable(sa_exc.IntegrityError("INSERT", {}, cause)) is None
     assert unavailable(sa_exc.ProgrammingError("SELECT", {}, cause)) is None
     assert unavailable(ValueError("not ours")) is None
+    assert unavailable(FileNotFoundError(2, "No such file")) is None
     dropped = sa_exc.ProgrammingError("SELECT", {}, cause, connection_invalidated=True)
     for outage in (
         dropped,
