@@ -46,6 +46,25 @@ async def until_stage(handle: Handle, stage: Stage, seconds: float = 15) -> Requ
     return await asyncio.wait_for(poll(), seconds)
 
 
+async def until_projected(
+    handle: Handle, stage: Stage, sessionmaker: async_sessionmaker[AsyncSession], seconds: float = 15
+) -> RequestState:
+    """At `stage`, and the read model shows it: what a later request's dedup check reads."""
+    state = await until_stage(handle, stage, seconds)
+    rid = handle.id.removeprefix("ta-request-")
+
+    async def poll() -> None:
+        while True:
+            async with sessionmaker() as s:
+                version = await s.scalar(select(RequestRow.version).where(RequestRow.id == rid))
+            if version is not None and version >= state.version:
+                return
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(poll(), seconds)
+    return state
+
+
 def requester(state: RequestState) -> Any:
     return state.submitted_by
 
@@ -189,9 +208,13 @@ async def test_wrong_stage_and_wrong_role_are_rejected_before_history(
     assert state.stage is Stage.asec_review
 
 
-async def test_duplicate_confirmed(start_request: Callable[..., Any], record_history: Recorder) -> None:
+async def test_duplicate_confirmed(
+    start_request: Callable[..., Any],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    record_history: Recorder,
+) -> None:
     first = await start_request()
-    await until_stage(first, Stage.asec_review)
+    await until_projected(first, Stage.asec_review, sessionmaker)
     second = await start_request()
     state = await until_stage(second, Stage.asec_review)
     assert state.dedup is not None
@@ -206,10 +229,12 @@ async def test_duplicate_confirmed(start_request: Callable[..., Any], record_his
 
 
 async def test_consolidate_adds_beneficiary_to_survivor(
-    start_request: Callable[..., Any], record_history: Recorder
+    start_request: Callable[..., Any],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    record_history: Recorder,
 ) -> None:
     survivor = await start_request("KH")
-    await until_stage(survivor, Stage.asec_review)
+    await until_projected(survivor, Stage.asec_review, sessionmaker)
     other = await start_request("LA")
     await until_stage(other, Stage.asec_review)
     survivor_id = survivor.id.removeprefix("ta-request-")
@@ -286,10 +311,12 @@ async def test_no_match_hold_and_resume(start_request: Callable[..., Any], recor
 
 
 async def test_suspected_duplicate_blocks_approval_until_dismissed_and_stays_dismissed(
-    start_request: Callable[..., Any], record_history: Recorder
+    start_request: Callable[..., Any],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    record_history: Recorder,
 ) -> None:
     first = await start_request()
-    await until_stage(first, Stage.asec_review)
+    await until_projected(first, Stage.asec_review, sessionmaker)
     second = await start_request()
     state = await until_stage(second, Stage.asec_review)
     first_id = first.id.removeprefix("ta-request-")
