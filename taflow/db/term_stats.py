@@ -13,6 +13,7 @@ from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from taflow.db.candidates import Prepared
 from taflow.db.models import DedupTermRow
 from taflow.dedup.engine import CorpusStats
 
@@ -44,15 +45,17 @@ async def restate(session: AsyncSession, changes: Iterable[tuple[str | None, str
     )
 
 
-DOC_FREQS = select(DedupTermRow.term, DedupTermRow.df).where(
-    DedupTermRow.term == any_(bindparam("terms", type_=ARRAY(String)))
+DOC_FREQS = Prepared.of(
+    select(DedupTermRow.term, DedupTermRow.df).where(
+        DedupTermRow.term == any_(bindparam("terms", type_=ARRAY(String)))
+    )
 )
 
 
 async def corpus_stats(connection: AsyncConnection, terms: Iterable[str]) -> CorpusStats:
     """The document frequencies of just the terms a check needs."""
     wanted = sorted(set(terms) | {DOCUMENTS})
-    rows = (await connection.execute(DOC_FREQS, {"terms": wanted})).all()
-    df = {t: n for t, n in rows}
+    rows = await DOC_FREQS.fetch(connection, {"terms": wanted})
+    df = {row["term"]: row["df"] for row in rows}
     n_docs = df.pop(DOCUMENTS, 0)
     return CorpusStats(n_docs=max(n_docs, 0), doc_freq=Counter({t: max(n, 0) for t, n in df.items()}))
