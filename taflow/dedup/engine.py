@@ -383,7 +383,7 @@ def _score(need: Need, np_: _Profile, nq: _Query, candidate: Candidate, idf: _Id
 
     ov = overlap_days((need.desired_start, need.desired_end), _window(candidate))
     reasons.append(f"windows overlap {ov} days" if ov else "windows do not overlap")
-    return Evidence(
+    return Evidence.model_construct(  # built from our own computed values: no validation needed
         candidate_id=candidate.id,
         score=round(min(1.0, max(0.0, score)), 4),
         text_similarity=round(text_sim, 4),
@@ -478,7 +478,7 @@ def decide(
             ev = _with_reason(ev, f"not a duplicate target: {why_not}")
         rel = Relation.duplicate_activity if eligible else Relation.none
         ranked.append(
-            RankedCandidate(
+            RankedCandidate.model_construct(
                 candidate_id=item.id, kind="activity", relation=rel, eligible=eligible, evidence=ev
             )
         )
@@ -508,7 +508,7 @@ def decide(
                     if ev.score >= cfg.consolidation:
                         con_options.append((ev.score, target))
             ranked.append(
-                RankedCandidate(
+                RankedCandidate.model_construct(
                     candidate_id=r.id,
                     kind="request",
                     relation=rel,
@@ -539,7 +539,9 @@ def decide(
                 ev = _with_reason(ev, f"not for consolidation: {why_not}")
             rel = Relation.consolidation if eligible else Relation.none
         ranked.append(
-            RankedCandidate(candidate_id=r.id, kind="request", relation=rel, eligible=eligible, evidence=ev)
+            RankedCandidate.model_construct(
+                candidate_id=r.id, kind="request", relation=rel, eligible=eligible, evidence=ev
+            )
         )
 
     duplicate_of: str | None = None

@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 
 CONCEPT_PREFIX = "@"
@@ -266,6 +266,19 @@ class Glossary:
     modality_groups: Mapping[str, str] = field(default_factory=dict)
     _patterns: Mapping[str, tuple[_Pattern, ...]] = field(default_factory=dict, repr=False, compare=False)
 
+    @cached_property
+    def family_index(self) -> Mapping[str, tuple[str, ...]]:
+        """For each term, the families it belongs to (so a comparison looks only at those)."""
+        index: dict[str, list[str]] = {}
+        for fid, members in self.families.items():
+            for term in members:
+                index.setdefault(term, []).append(fid)
+        return {t: tuple(f) for t, f in index.items()}
+
+    @cached_property
+    def family_order(self) -> Mapping[str, int]:
+        return {fid: i for i, fid in enumerate(self.families)}
+
     @classmethod
     def from_mapping(cls, data: Mapping[str, object]) -> Glossary:
         concepts_raw = data.get("concepts", {})
@@ -445,10 +458,12 @@ def family_conflicts(a: Iterable[str], b: Iterable[str], glossary: Glossary | No
     """Families in which ``a`` and ``b`` name different members and none in common (different needs)."""
     g = glossary or default_glossary()
     sa, sb = set(a), set(b)
+    index = g.family_index
+    touched = {fid for t in sa for fid in index.get(t, ())} & {fid for t in sb for fid in index.get(t, ())}
     out: list[str] = []
-    for fid, members in g.families.items():
-        ma, mb = sa & members, sb & members
-        if ma and mb and not ma & mb:
+    for fid in sorted(touched, key=g.family_order.__getitem__):  # in the glossary's order
+        members = g.families[fid]
+        if not (sa & members) & (sb & members):
             out.append(fid)
     return out
 
