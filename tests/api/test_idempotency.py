@@ -178,15 +178,18 @@ async def test_a_retry_waits_for_the_first_then_gives_up_or_takes_over(
 async def test_a_slow_first_call_keeps_its_key_alive(
     app: FastAPI, auth: Auth, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Claims expire quickly when their process dies, so a live one must keep renewing its claim."""
-    monkeypatch.setattr(idem, "LOCK", timedelta(seconds=0.4))
-    monkeypatch.setattr(idem, "HEARTBEAT_SECONDS", 0.1)
+    """Claims expire quickly when their process dies, so a live one must keep renewing its claim.
+
+    The call lasts 2.5 claims; heartbeats come 5 per claim, so only a stall of most of a second (a
+    loaded test machine) could let the retry take over."""
+    monkeypatch.setattr(idem, "LOCK", timedelta(seconds=1.0))
+    monkeypatch.setattr(idem, "HEARTBEAT_SECONDS", 0.2)
     runs: list[int] = []
 
     @app.post("/v1/slow-test")
     async def slow() -> dict[str, int]:
         runs.append(1)
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(2.5)
         return {"runs": len(runs)}
 
     headers = auth("KH/requester") | {"Idempotency-Key": f"slow-{uuid.uuid4()}"}
