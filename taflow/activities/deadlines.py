@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from taflow.domain.sla import ClockRequest, ClockResume, DayKind, SlaPolicy, StageClock
 from taflow.sla.calendar import add_working_days, calendar_country, working_days_between
-from taflow.sla.policy import SlaPolicies, load_policies
+from taflow.sla.policy import DEFAULT_POLICY_FILE, SlaPolicies, load_policies
 
 
 def _after(policy: SlaPolicy, start: datetime, days: float, owner: str, weekend: list[int]) -> datetime:
@@ -71,18 +71,27 @@ def resume_clock(resume: ClockResume, weekend: list[int]) -> StageClock:
 
 class DeadlineActivities:
     def __init__(self, policy_file: Path | None = None) -> None:
-        self._policy_file = policy_file
+        self._policy_file = policy_file or DEFAULT_POLICY_FILE
+        self._read: tuple[tuple[int, int], SlaPolicies] | None = None
+
+    def _policies(self) -> SlaPolicies:
+        """The policy file as it is now: read again whenever it changed (size or modification time)."""
+        stat = self._policy_file.stat()
+        seen = (stat.st_mtime_ns, stat.st_size)
+        if self._read is None or self._read[0] != seen:
+            self._read = (seen, load_policies(self._policy_file))
+        return self._read[1]
 
     @activity.defn
     async def start_clock(self, req: ClockRequest) -> StageClock:
-        return plan_clock(req, load_policies(self._policy_file))
+        return plan_clock(req, self._policies())
 
     @activity.defn
     async def next_donor_round(self, after: datetime) -> datetime | None:
         """The opening of the next donor round after `after` (start of that day, UTC), if any."""
-        day = load_policies(self._policy_file).donor_rounds.next_after(after.date())
+        day = self._policies().donor_rounds.next_after(after.date())
         return None if day is None else datetime.combine(day, time.min, tzinfo=UTC)
 
     @activity.defn
     async def resume_clock(self, resume: ClockResume) -> StageClock:
-        return resume_clock(resume, load_policies(self._policy_file).weekend.days)
+        return resume_clock(resume, self._policies().weekend.days)
