@@ -256,7 +256,7 @@ class Driver:
                 trace, "submit", "POST", "/v1/requests", deadline, json=draft, headers=headers
             )
             if resp.status_code in (200, 201):
-                trace.replayed_submission = resp.status_code == 200
+                trace.replayed_submission = resp.headers.get("idempotent-replayed") == "true"
                 rid: str = resp.json()["id"]
                 return rid
             trace.note(f"submit:{resp.status_code}")

@@ -132,7 +132,7 @@ async def run_drill(
     verdict.seconds = time.monotonic() - started
     replayed = sum(1 for t in traces if t.replayed_submission)
     if replayed:
-        say(f"[{name}] {replayed} submission(s) answered 200 on retry with the same Idempotency-Key")
+        say(f"[{name}] {replayed} submission(s) replayed on retry with the same Idempotency-Key")
     for rid in verdict.unreadable[:3]:  # keep the evidence: these histories fail to replay
         broken = await client.get_workflow_handle(workflow_id(rid)).fetch_history()
         kept = stack.root.parent / f"taflow-drill-unreadable-{rid}.json"
