@@ -291,7 +291,10 @@ class Driver:
                 return
             if time.monotonic() > deadline:
                 raise StepFailed(f"{step}: still refused at the deadline ({resp.status_code} {kind})")
-            await self.changed(trace, rid, deadline, self.poll_s)  # not yet: until the request moves
+            if resp.status_code == 404:  # e.g. the invitation's workflow is not started yet: soon
+                await asyncio.sleep(self.poll_s)
+            else:  # the request is not at that stage yet: until it moves
+                await self.changed(trace, rid, deadline, self.poll_s)
 
     async def _dismiss_candidates(self, trace: Trace, rid: str, deadline: float) -> None:
         view = await self.view(trace, rid, deadline) or {}
