@@ -146,7 +146,7 @@ async def measure(url: str, inputs: list[DedupCheckInput]) -> list[float]:
 
 async def plans(url: str, inp: DedupCheckInput) -> str:
     """EXPLAIN ANALYZE of the retrieval statements exactly as the activity builds them for one check."""
-    from taflow.db.candidates import NeedWindow, RequestScope, request_query
+    from taflow.db.candidates import NeedWindow, Prepared, RequestScope, request_query
     from taflow.db.term_stats import corpus_stats
     from taflow.dedup.text import analyze
 
@@ -163,12 +163,9 @@ async def plans(url: str, inp: DedupCheckInput) -> str:
         labels = ("same member state, last 183 days", "other states' open requests, overlapping period")
         for label, scope in zip(labels, RequestScope, strict=True):
             stmt, values = request_query(need, terms, 183, scope)
-            compiled = stmt.compile(dialect=engine.dialect)
-            bound = compiled.construct_params(values)
-            params = tuple(bound[name] for name in compiled.positiontup or [])
-            conn = await session.connection()
-            rows = await conn.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + str(compiled), params)
-            out.append(f"-- {label}\n" + "\n".join(r[0] for r in rows))
+            explain = Prepared("EXPLAIN (ANALYZE, COSTS OFF) " + stmt.sql, stmt.names, stmt.constants)
+            rows = await explain.fetch(await session.connection(), values)
+            out.append(f"-- {label}\n" + "\n".join(r["QUERY PLAN"] for r in rows))
     await engine.dispose()
     return "\n\n".join(out)
 

@@ -39,7 +39,10 @@ from sqlalchemy.sql.expression import ClauseElement
 from taflow.db.models import CatalogueActivityRow, RequestRow, desired_period
 from taflow.domain.enums import TERMINAL_STAGES, Stage
 
-MAX_QUERY_TERMS = 16
+MAX_QUERY_TERMS = 8
+"""The request's rarest terms asked of the index. What a duplicate or a sister request shares is its
+specific vocabulary; common words only widen the scan (16 terms: p95 41 ms at 100k stored, 8: 17 ms;
+the labelled dev set scores the same with 8, 10, 12 or 16)."""
 PER_QUERY_LIMIT = 20
 OPEN_STAGES = [s.value for s in Stage if s not in TERMINAL_STAGES]
 OPEN_PREDICATE = RequestRow.stage.in_([literal_column(f"'{s}'") for s in OPEN_STAGES])
