@@ -170,7 +170,9 @@ STATEMENT_BUGS = (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.DataErr
 """Errors that say the statement is wrong, not that the database is away: they stay 500s (a retry
 would fail the same way), unless the connection died under them."""
 FILE_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
-"""OSErrors that are about files, not about reaching a service: 500s like any other bug."""
+"""OSErrors that are about files, not about reaching a service: 500s like any other bug, when they
+name a file. Connecting to a PostgreSQL that is down through its unix socket raises a
+FileNotFoundError naming none (the socket file is gone): that one is an outage."""
 ASYNCPG_UNREACHABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (cannot connect now)
@@ -192,7 +194,7 @@ def unavailable(exc: BaseException) -> ProblemError | None:
         detail = "the database has no free connection; retry shortly"
     elif isinstance(exc, ASYNCPG_UNREACHABLE):
         detail = "the database is unreachable; retry shortly"
-    elif isinstance(exc, OSError) and not isinstance(exc, FILE_ERRORS):  # refused, reset, timed out
+    elif isinstance(exc, OSError) and not (isinstance(exc, FILE_ERRORS) and exc.filename is not None):
         detail = "a backing service is unreachable; retry shortly"
     else:
         return None

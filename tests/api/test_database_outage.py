@@ -115,7 +115,10 @@ def test_statement_errors_stay_500_and_outages_are_503() -> None:
     assert unavailable(sa_exc.IntegrityError("INSERT", {}, cause)) is None
     assert unavailable(sa_exc.ProgrammingError("SELECT", {}, cause)) is None
     assert unavailable(ValueError("not ours")) is None
-    assert unavailable(FileNotFoundError(2, "No such file")) is None
+    assert unavailable(FileNotFoundError(2, "No such file", "/etc/taflow/policy.toml")) is None
+    # a PostgreSQL that is down, reached through its unix socket (as the embedded one is): an outage
+    socket_gone = unavailable(FileNotFoundError(2, "No such file or directory"))
+    assert socket_gone is not None and socket_gone.status == 503
     dropped = sa_exc.ProgrammingError("SELECT", {}, cause, connection_invalidated=True)
     for outage in (
         dropped,
