@@ -20,13 +20,12 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from benchmarks.support import copy_requests
 from taflow.activities.dedup import run_dedup_check
 from taflow.db.migrate import upgrade
 from taflow.db.scratch import scratch_database
-from taflow.db.session import make_engine, make_sessionmaker
+from taflow.db.session import libpq_url, make_engine, make_sessionmaker
 from taflow.db.term_stats import DOCUMENTS
 from taflow.dedup.text import index_text
 from taflow.domain.enums import MemberState, Modality, Stage
@@ -78,9 +77,7 @@ def synthetic(rng: random.Random, base: list[dict[str, Any]], start: int, n: int
 
 
 async def load(url: str, rows: list[tuple[Any, ...]]) -> None:
-    conn = await asyncpg.connect(
-        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
+    conn = await asyncpg.connect(libpq_url(url))
     try:
         await copy_requests(conn, rows, COLUMNS)
     finally:

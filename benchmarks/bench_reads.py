@@ -21,8 +21,7 @@ from sqlalchemy import event, text
 from benchmarks.http1 import Http1Client
 from benchmarks.support import bench_stack, copy_requests, p95, repeats, say, scaled, summary, table, verdict
 from taflow.db.projection import WAITING_ON, request_row
-from taflow.db.session import make_engine, make_sessionmaker
-from taflow.devstack import libpq_url
+from taflow.db.session import libpq_url, make_engine, make_sessionmaker
 from taflow.domain.enums import InvitationStatus, Role, Stage
 from taflow.domain.models import Actor, InvitationInfo, Projection, RequestDraft, RequestState
 from taflow.drills.driver import MEMBER_STATES, random_draft

@@ -15,11 +15,11 @@ from typing import Annotated
 
 import typer
 
+from taflow.db.session import libpq_url
 from taflow.devstack import (
     DevStack,
     DevStackError,
     database_url,
-    libpq_url,
     normalize_database_url,
     pgdata_dir,
     running_embedded_postgres_url,

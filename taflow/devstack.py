@@ -63,11 +63,6 @@ def normalize_database_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def libpq_url(url: str) -> str:
-    """The same database as a libpq URI (for psql)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def pgdata_dir(settings: Settings) -> Path:
     return settings.data_dir / "pgdata"
 

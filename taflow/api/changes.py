@@ -19,6 +19,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import URL
 
+from taflow.db.session import libpq_url
+
 log = logging.getLogger("taflow.api")
 
 CHANNEL = "taflow_request_changed"
@@ -40,11 +42,6 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def asyncpg_dsn(url: URL) -> str:
-    """The engine's URL as asyncpg takes it (without the SQLAlchemy driver name)."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 class RequestChanges:
     """One listening connection per process, and the events of the calls waiting on each request."""
 
@@ -57,7 +54,7 @@ class RequestChanges:
 
     @classmethod
     def for_url(cls, url: URL) -> RequestChanges:
-        dsn = asyncpg_dsn(url)
+        dsn = libpq_url(url.render_as_string(hide_password=False))
         return cls(lambda: asyncpg.connect(dsn))
 
     def start(self) -> None:

@@ -37,6 +37,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 from taflow.db.models import CatalogueActivityRow, RequestRow, desired_period
+from taflow.db.session import autocommit
 from taflow.domain.enums import TERMINAL_STAGES, Stage
 
 MAX_QUERY_TERMS = 8
@@ -54,8 +55,8 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A connection for a check's reads: autocommit, so no BEGIN and ROLLBACK round trips around each
     statement (each read is one statement and needs no snapshot shared with another), and no ORM
     session: the statements are Core and the rows plain tuples."""
-    async with engine.connect() as connection:
-        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+    async with autocommit(engine).connect() as connection:
+        yield connection
 
 
 @dataclass(frozen=True)

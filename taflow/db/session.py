@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -12,6 +13,11 @@ from sqlalchemy.ext.asyncio import (
 
 Executor = AsyncSession | AsyncConnection
 """What single-statement helpers run on: a session, or a bare connection (cheaper: no unit of work)."""
+
+
+def libpq_url(url: str) -> str:
+    """The same database as a libpq URI (for psql, and for asyncpg connections of our own)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from temporalio.api.enums.v1 import IndexedValueType
 
+from taflow.db.session import libpq_url
 from taflow.devstack import (
     DevStack,
     DevStackError,
@@ -19,7 +20,6 @@ from taflow.devstack import (
     child_env,
     embedded_postgres_url,
     find_temporal_binary,
-    libpq_url,
     missing_search_attributes,
     normalize_database_url,
     temporal_dev_server_command,
