@@ -143,7 +143,8 @@ async def measure(url: str, inputs: list[DedupCheckInput]) -> list[float]:
 
 async def plans(url: str, inp: DedupCheckInput) -> str:
     """EXPLAIN ANALYZE of the retrieval statements exactly as the activity builds them for one check."""
-    from taflow.db.candidates import NeedWindow, Prepared, RequestScope, request_query
+    from taflow.db.candidates import NeedWindow, RequestScope, request_query
+    from taflow.db.prepared import Prepared
     from taflow.db.term_stats import corpus_stats
     from taflow.dedup.text import analyze
 

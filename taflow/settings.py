@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     api_db_pre_ping: bool = False
     """Test every pooled connection with a round trip before the API uses it. Off: a connection that a
     PostgreSQL restart dropped fails its one call with 503 (Retry-After) and the pool is renewed."""
+    api_db_pool_size: int = 20
+    """Connections the API keeps open (20 more open for bursts and close again). Keep it at or above
+    the calls a process serves at once: a connection opened per call costs more than the call."""
     auth_cache_seconds: float = 5.0
     """How long the API trusts an API key it has looked up (per process); a revocation takes effect
     within this time. 0: look every key up on every call."""

@@ -54,7 +54,11 @@ def create_app(
         eng = (
             engine
             if engine is not None
-            else make_engine(resolve_database_url(settings), pre_ping=settings.api_db_pre_ping)
+            else make_engine(
+                resolve_database_url(settings),
+                pool_size=settings.api_db_pool_size,
+                pre_ping=settings.api_db_pre_ping,
+            )
         )
         try:
             app.state.settings = settings

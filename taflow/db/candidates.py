@@ -31,12 +31,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import TSQUERY
-from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.expression import ClauseElement
 
 from taflow.db.models import CatalogueActivityRow, RequestRow, desired_period
+from taflow.db.prepared import Prepared
 from taflow.db.session import autocommit
 from taflow.domain.enums import TERMINAL_STAGES, Stage
 
@@ -57,35 +55,6 @@ async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     session: the statements are Core and the rows plain tuples."""
     async with autocommit(engine).connect() as connection:
         yield connection
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A statement compiled once to asyncpg's SQL, run on the driver's connection: a check's reads
-    skip SQLAlchemy's per-execution work (cache key, parameter and row processing), about 1 ms of
-    CPU each. asyncpg prepares it once per connection and keeps it."""
-
-    sql: str
-    names: tuple[str, ...]
-    constants: Mapping[str, Any]
-    """Values the statement carries itself (e.g. the JSON keys of `state -> 'dedup'`)."""
-
-    @classmethod
-    def of(cls, stmt: ClauseElement) -> Prepared:
-        compiled = stmt.compile(dialect=_ASYNCPG)
-        assert isinstance(compiled, SQLCompiler)
-        constants = {k: v for k, v in compiled.params.items() if v is not None}
-        return cls(str(compiled), tuple(compiled.positiontup or ()), constants)
-
-    async def fetch(self, connection: AsyncConnection, values: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        raw = await connection.get_raw_connection()
-        driver: Any = raw.driver_connection
-        args = [values[n] if n in values else self.constants[n] for n in self.names]
-        rows: list[Mapping[str, Any]] = await driver.fetch(self.sql, *args)
-        return rows
-
-
-_ASYNCPG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
 
 def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:

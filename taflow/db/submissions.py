@@ -15,9 +15,10 @@ from typing import Any, cast
 
 from sqlalchemy import BindParameter, String, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taflow.db.models import SubmissionRow
+from taflow.db.prepared import Prepared
 from taflow.db.session import Executor
 from taflow.domain.models import RequestDraft
 
@@ -57,7 +58,7 @@ def _param(name: str) -> BindParameter[Any]:
     return bindparam(name, type_=_T[name].type)
 
 
-INSERT = (
+INSERT = Prepared.of(
     insert(SUBMISSIONS)
     .values(
         # `TA-<year>-<nnnnnn>` from the `request_number` sequence inside the INSERT that uses it (gaps
@@ -75,10 +76,13 @@ INSERT = (
     .on_conflict_do_nothing()
     .returning(_T.request_id, _T.created_at)
 )
-"""Built once: a statement built per call costs more CPU (ORM and cache-key work) than its round trip."""
+"""Compiled once and run on the driver (taflow.db.prepared): SQLAlchemy's per-execution work cost
+more CPU (0.4 ms) than the round trip itself."""
 
-EARLIER = select(_T.request_id, _T.member_state, _T.body_digest, _T.submitted_by, _T.created_at).where(
-    _T.member_state == _param("member_state"), _T.idempotency_key == _param("idempotency_key")
+EARLIER = Prepared.of(
+    select(_T.request_id, _T.member_state, _T.body_digest, _T.submitted_by, _T.created_at).where(
+        _T.member_state == _param("member_state"), _T.idempotency_key == _param("idempotency_key")
+    )
 )
 
 
@@ -100,6 +104,7 @@ async def record_submission(
     transaction commits, then the re-read (a fresh READ COMMITTED snapshot) finds the winner.
     Raises IdempotencyConflict when the key was used with another body.
     """
+    connection = db if isinstance(db, AsyncConnection) else await db.connection()
     digest = body_digest(draft)
     values = {
         "id_prefix": f"TA-{now.year}-",
@@ -110,26 +115,27 @@ async def record_submission(
         "created_at": now,
     }
     for _ in range(3):
-        inserted = (await db.execute(INSERT, values)).one_or_none()
-        if inserted is not None:
+        inserted = await INSERT.fetch(connection, values)
+        if inserted:
             await db.commit()
             return Submission(
-                inserted.request_id, member_state, submitted_by, inserted.created_at, created=True
+                inserted[0]["request_id"], member_state, submitted_by, inserted[0]["created_at"], created=True
             )
         if idempotency_key is None:  # pragma: no cover - only a request-id collision gets here
             continue
         key = {"member_state": member_state, "idempotency_key": idempotency_key}
-        existing = (await db.execute(EARLIER, key)).one_or_none()
+        found = await EARLIER.fetch(connection, key)
         await db.commit()
-        if existing is None:
+        if not found:
             continue  # the competitor rolled back after all: try again
-        if existing.body_digest != digest:
-            raise IdempotencyConflict(existing.request_id)
+        existing = found[0]
+        if existing["body_digest"] != digest:
+            raise IdempotencyConflict(existing["request_id"])
         return Submission(
-            existing.request_id,
-            existing.member_state,
-            existing.submitted_by,
-            existing.created_at,
+            existing["request_id"],
+            existing["member_state"],
+            existing["submitted_by"],
+            existing["created_at"],
             created=False,
         )
     raise RuntimeError("could not record the submission after three attempts")

@@ -13,8 +13,8 @@ from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from taflow.db.candidates import Prepared
 from taflow.db.models import DedupTermRow
+from taflow.db.prepared import Prepared
 from taflow.dedup.engine import CorpusStats
 
 DOCUMENTS = "#documents"

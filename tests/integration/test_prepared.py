@@ -1,0 +1,66 @@
+"""Statements run on the driver (taflow.db.prepared): after PostgreSQL dropped a connection under
+one, neither it nor the pool's other connections of that age are handed out again, as SQLAlchemy
+does when it runs the statement itself."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from sqlalchemy import Float, Integer, bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from taflow.db.prepared import CONNECTION_LOST, Prepared
+from taflow.db.session import autocommit, make_engine
+
+PLUS_ONE = Prepared.of(select((bindparam("n", type_=Integer) + 1).label("m")))
+SLEEP = Prepared.of(select(func.pg_sleep(bindparam("s", type_=Float))))
+
+
+async def backend_pid(connection: AsyncConnection) -> int:
+    raw = await connection.get_raw_connection()
+    pid: int = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
+    return pid
+
+
+async def test_values_by_name_and_rows_by_column(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        assert [row["m"] for row in await PLUS_ONE.fetch(connection, {"n": 41})] == [42]
+
+
+async def test_dropped_connections_are_not_reused(engine: AsyncEngine) -> None:
+    own = make_engine(engine.url.render_as_string(hide_password=False), pool_size=2, pre_ping=False)
+    try:
+        async with own.connect() as first, own.connect() as second:  # two connections in the pool
+            pids = {await backend_pid(first), await backend_pid(second)}
+        assert len(pids) == 2
+        async with engine.connect() as admin:  # a restart, as far as these two can tell
+            for pid in pids:
+                await admin.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        await asyncio.sleep(0.1)
+        with pytest.raises(CONNECTION_LOST):
+            async with own.connect() as connection:
+                await PLUS_ONE.fetch(connection, {"n": 1})
+        for _ in range(2):  # neither the failed connection nor its dead sibling comes back
+            async with own.connect() as connection:
+                assert await backend_pid(connection) not in pids
+                assert [row["m"] for row in await PLUS_ONE.fetch(connection, {"n": 1})] == [2]
+    finally:
+        await own.dispose()
+
+
+async def test_a_cancelled_statement_keeps_its_connection(engine: AsyncEngine) -> None:
+    own = make_engine(engine.url.render_as_string(hide_password=False), pool_size=1, pre_ping=False)
+    try:
+        async with autocommit(own).connect() as connection:
+            pid = await backend_pid(connection)
+            await connection.exec_driver_sql("SET statement_timeout = '50ms'")
+            with pytest.raises(asyncpg.exceptions.QueryCanceledError):
+                await SLEEP.fetch(connection, {"s": 2.0})
+            assert not connection.invalidated
+            await connection.exec_driver_sql("RESET statement_timeout")
+        async with own.connect() as connection:
+            assert await backend_pid(connection) == pid
+    finally:
+        await own.dispose()
