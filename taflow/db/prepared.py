@@ -7,15 +7,18 @@ between 0.3 and 1 ms of CPU each. asyncpg prepares each once per connection and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import Pool, PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.util import greenlet_spawn
 
 _ASYNCPG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
@@ -27,6 +30,26 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
 )
 """Driver errors after which the connection is not to be used again (SQLAlchemy would invalidate it
 had it run the statement itself); a cancelled statement (QueryCanceledError) is not one of them."""
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """A connection taken straight from an engine's pool (see `pooled`)."""
+
+    raw: PoolProxiedConnection
+    pool: Pool
+
+
+@asynccontextmanager
+async def pooled(engine: AsyncEngine) -> AsyncIterator[Pooled]:
+    """A pooled connection for Prepared statements alone, without SQLAlchemy's Connection around it
+    (a third of the checkout's CPU, ~80 us). No BEGIN is ever sent on it, so each statement commits
+    by itself, as on `autocommit(engine)`."""
+    raw = await engine.raw_connection()
+    try:
+        yield Pooled(raw, engine.sync_engine.pool)
+    finally:
+        await greenlet_spawn(raw.close)
 
 
 @dataclass(frozen=True)
@@ -45,10 +68,15 @@ class Prepared:
         constants = {k: v for k, v in compiled.params.items() if v is not None}
         return cls(str(compiled), tuple(compiled.positiontup or ()), constants)
 
-    async def fetch(self, connection: AsyncConnection, values: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    async def fetch(
+        self, connection: AsyncConnection | Pooled, values: Mapping[str, Any]
+    ) -> list[Mapping[str, Any]]:
         """The rows (asyncpg Records: by column name, not attribute). On a connection inside a
         SQLAlchemy transaction that has not sent its BEGIN yet, the statement commits by itself."""
-        raw = await connection.get_raw_connection()
+        if isinstance(connection, Pooled):
+            raw, pool = connection.raw, connection.pool
+        else:
+            raw, pool = await connection.get_raw_connection(), connection.sync_engine.pool
         driver: Any = raw.driver_connection
         args = [values[n] if n in values else self.constants[n] for n in self.names]
         try:
@@ -57,7 +85,10 @@ class Prepared:
             if not isinstance(exc, asyncpg.exceptions.QueryCanceledError):
                 # What SQLAlchemy does after a disconnect: this connection is closed, and every pooled
                 # one older than now is replaced at its next checkout (a restart dropped them all).
-                connection.sync_engine.pool._invalidate(raw, exc, _checkin=False)
-                await connection.invalidate(exc)
+                pool._invalidate(raw, exc, _checkin=False)
+                if isinstance(connection, Pooled):
+                    await greenlet_spawn(raw.invalidate, exc)
+                else:
+                    await connection.invalidate(exc)
             raise
         return rows

@@ -15,10 +15,10 @@ from typing import Any, cast
 
 from sqlalchemy import BindParameter, String, Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taflow.db.models import SubmissionRow
-from taflow.db.prepared import Prepared
+from taflow.db.prepared import Pooled, Prepared
 from taflow.db.session import Executor
 from taflow.domain.models import RequestDraft
 
@@ -87,7 +87,7 @@ EARLIER = Prepared.of(
 
 
 async def record_submission(
-    db: Executor,
+    db: Executor | Pooled,
     *,
     member_state: str,
     idempotency_key: str | None,
@@ -97,14 +97,14 @@ async def record_submission(
 ) -> Submission:
     """Insert the submission or find its earlier twin; commits, so concurrent retries see it.
 
-    A new submission is one statement (its id comes from the sequence inside the INSERT): on an
-    autocommit connection (taflow.db.session.autocommit), one round trip in all.
+    A new submission is one statement (its id comes from the sequence inside the INSERT): on a
+    `pooled` connection (taflow.db.prepared) or an autocommit one, one round trip in all.
 
     Concurrency: INSERT .. ON CONFLICT DO NOTHING blocks on the unique index until a competing
     transaction commits, then the re-read (a fresh READ COMMITTED snapshot) finds the winner.
     Raises IdempotencyConflict when the key was used with another body.
     """
-    connection = db if isinstance(db, AsyncConnection) else await db.connection()
+    connection = await db.connection() if isinstance(db, AsyncSession) else db
     digest = body_digest(draft)
     values = {
         "id_prefix": f"TA-{now.year}-",
@@ -117,7 +117,7 @@ async def record_submission(
     for _ in range(3):
         inserted = await INSERT.fetch(connection, values)
         if inserted:
-            await db.commit()
+            await _commit(db)
             return Submission(
                 inserted[0]["request_id"], member_state, submitted_by, inserted[0]["created_at"], created=True
             )
@@ -125,7 +125,7 @@ async def record_submission(
             continue
         key = {"member_state": member_state, "idempotency_key": idempotency_key}
         found = await EARLIER.fetch(connection, key)
-        await db.commit()
+        await _commit(db)
         if not found:
             continue  # the competitor rolled back after all: try again
         existing = found[0]
@@ -139,6 +139,11 @@ async def record_submission(
             created=False,
         )
     raise RuntimeError("could not record the submission after three attempts")
+
+
+async def _commit(db: Executor | Pooled) -> None:
+    if not isinstance(db, Pooled):  # a Pooled connection never began a transaction
+        await db.commit()
 
 
 async def find_submission(session: AsyncSession, request_id: str) -> SubmissionRow | None:

@@ -18,12 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taflow.db.models import RequestRow
 from taflow.observability.logs import configure_logging
-from taflow.observability.metrics import (
-    API_REGISTRY,
-    HttpMetricsMiddleware,
-    route_template,
-    set_requests_by_stage,
-)
+from taflow.observability.metrics import API_REGISTRY, observe_http, route_template, set_requests_by_stage
 from taflow.observability.tracing import instrument_app, setup_tracing
 from taflow.settings import Settings
 
@@ -49,7 +44,9 @@ def request_id_of(scope: Scope) -> str:
 @dataclass
 class RequestContextMiddleware:
     """Binds `request_id` on every line logged while serving a request, answers it in
-    `X-Request-ID`, and writes one access line (method, route template, status, duration)."""
+    `X-Request-ID`, writes one access line (method, route template, status, duration) and counts and
+    times the request in the HTTP metrics. One layer for all three: each ASGI layer and `send` wrapper
+    costs every call."""
 
     app: ASGIApp
 
@@ -73,15 +70,17 @@ class RequestContextMiddleware:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                path = scope.get("path", "")
+                seconds = time.perf_counter() - started
+                path, method, route = scope.get("path", ""), scope.get("method", ""), route_template(scope)
+                observe_http(method, route, status, seconds)
                 emit = log.debug if path in QUIET_PATHS else log.info
                 emit(
                     "http request",
-                    method=scope.get("method"),
+                    method=method,
                     path=path,
-                    route=route_template(scope),
+                    route=route,
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                    duration_ms=round(seconds * 1000, 1),
                 )
 
 
@@ -109,7 +108,6 @@ def install_observability(app: FastAPI, settings: Settings) -> None:
     """Logs, metrics and (when TAFLOW_OTEL_EXPORTER is set) traces; call before the app starts."""
     configure_logging(settings)
     app.include_router(router)
-    app.add_middleware(HttpMetricsMiddleware)
-    app.add_middleware(RequestContextMiddleware)  # outside the metrics: its access line sees all
+    app.add_middleware(RequestContextMiddleware)
     if setup_tracing(settings, "api") is not None:
         instrument_app(app)  # outermost: the server span covers everything, log lines carry its id

@@ -9,12 +9,8 @@ The worker's metrics (the SDK's and the business metrics) are in `taflow.observa
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from taflow.domain.enums import Stage
 
@@ -56,29 +52,3 @@ def observe_http(method: str, route: str, status: int, seconds: float) -> None:
 def set_requests_by_stage(counts: dict[str, int]) -> None:
     for stage in Stage:
         REQUESTS_BY_STAGE.labels(stage.value).set(counts.get(stage.value, 0))
-
-
-@dataclass
-class HttpMetricsMiddleware:
-    """Pure ASGI middleware: counts and times every HTTP request by route template and status."""
-
-    app: ASGIApp
-    clock: Callable[[], float] = field(default=time.perf_counter)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = self.clock()
-        status = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            observe_http(scope["method"], route_template(scope), status, self.clock() - started)

@@ -5,34 +5,45 @@ does when it runs the statement itself."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 
 import asyncpg
 import pytest
 from sqlalchemy import Float, Integer, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from taflow.db.prepared import CONNECTION_LOST, Prepared
+from taflow.db.prepared import CONNECTION_LOST, Pooled, Prepared, pooled
 from taflow.db.session import autocommit, make_engine
 
 PLUS_ONE = Prepared.of(select((bindparam("n", type_=Integer) + 1).label("m")))
 SLEEP = Prepared.of(select(func.pg_sleep(bindparam("s", type_=Float))))
 
 
-async def backend_pid(connection: AsyncConnection) -> int:
-    raw = await connection.get_raw_connection()
+async def backend_pid(connection: AsyncConnection | Pooled) -> int:
+    raw = connection.raw if isinstance(connection, Pooled) else await connection.get_raw_connection()
     pid: int = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
     return pid
 
 
-async def test_values_by_name_and_rows_by_column(engine: AsyncEngine) -> None:
-    async with engine.connect() as connection:
+def connecting(engine: AsyncEngine, how: str) -> AbstractAsyncContextManager[AsyncConnection | Pooled]:
+    """SQLAlchemy's Connection, or the bare pooled connection the submission route uses."""
+    return engine.connect() if how == "connection" else pooled(engine)
+
+
+HOW = pytest.mark.parametrize("how", ["connection", "pooled"])
+
+
+@HOW
+async def test_values_by_name_and_rows_by_column(engine: AsyncEngine, how: str) -> None:
+    async with connecting(engine, how) as connection:
         assert [row["m"] for row in await PLUS_ONE.fetch(connection, {"n": 41})] == [42]
 
 
-async def test_dropped_connections_are_not_reused(engine: AsyncEngine) -> None:
+@HOW
+async def test_dropped_connections_are_not_reused(engine: AsyncEngine, how: str) -> None:
     own = make_engine(engine.url.render_as_string(hide_password=False), pool_size=2, pre_ping=False)
     try:
-        async with own.connect() as first, own.connect() as second:  # two connections in the pool
+        async with connecting(own, how) as first, connecting(own, how) as second:  # two in the pool
             pids = {await backend_pid(first), await backend_pid(second)}
         assert len(pids) == 2
         async with engine.connect() as admin:  # a restart, as far as these two can tell
@@ -40,10 +51,10 @@ async def test_dropped_connections_are_not_reused(engine: AsyncEngine) -> None:
                 await admin.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
         await asyncio.sleep(0.1)
         with pytest.raises(CONNECTION_LOST):
-            async with own.connect() as connection:
+            async with connecting(own, how) as connection:
                 await PLUS_ONE.fetch(connection, {"n": 1})
         for _ in range(2):  # neither the failed connection nor its dead sibling comes back
-            async with own.connect() as connection:
+            async with connecting(own, how) as connection:
                 assert await backend_pid(connection) not in pids
                 assert [row["m"] for row in await PLUS_ONE.fetch(connection, {"n": 1})] == [2]
     finally:
