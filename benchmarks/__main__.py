@@ -12,8 +12,9 @@ Environment: BENCH_SCALE (counts, default 1), BENCH_REPEATS (runs per figure), B
 profiles of the API and worker), BENCH_ONLY=a,b / BENCH_SKIP=a,b (module name substrings),
 BENCH_TIMEOUT (seconds per module, default 3600), BENCH_RESULTS (output path), plus each module's own
 (BENCH_WORKER_N, BENCH_DEDUP_SIZES, ...). A partial run (BENCH_ONLY/BENCH_SKIP) keeps the other
-modules' last results (benchmarks/results/, not committed), each marked with the date it was measured;
-`python -m benchmarks --render` rewrites RESULTS.md from those alone.
+modules' last results (benchmarks/results/, not committed), each marked with the date it was measured,
+or, where none is stored (a fresh clone), their sections as RESULTS.md has them; `python -m benchmarks
+--render` rewrites RESULTS.md from the stored results alone.
 """
 
 from __future__ import annotations
@@ -196,6 +197,7 @@ def headline(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
             return figures
         return {}
 
+    carried = {name: r for name, r in results.items() if r.get("kind") == "carried"}
     f = fig("bench_submission")
     if f:
         rows.append(("1. submission rate, API/raw", f"{f['ratio']:.2f}", ">= 0.85"))
@@ -230,7 +232,46 @@ def headline(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
         rows.append(
             (f"5. restarted worker resumes {f['n']:,.0f}", f"{f['resume_all_s_median']:.0f} s", "(report)")
         )
-    return rows
+    for r in carried.values():
+        rows += [row for row in r["rows"] if len(row) == 3]
+    return sorted(rows, key=lambda row: int(row[0].split(".")[0]))
+
+
+def carried_over(path: Path, name: str) -> dict[str, Any] | None:
+    """A module's section, target rows and command line as `path` (the last RESULTS.md) has them: what
+    a partial run keeps of a figure it did not measure when no stored result exists (a fresh clone
+    has none: `results/` is not committed)."""
+    if not path.exists():
+        return None
+    text = path.read_text()
+    command = f"`python -m benchmarks.{name}`"
+    sections = text.split("\n## ")
+    section = next((s for s in sections[1:] if f"\n{command}\n" in s), None)
+    if section is None:
+        return None
+    title_line, _, rest = section.partition("\n")
+    body = rest.split(command, 1)[1].strip()
+    figure = FIGURE_OF.get(name)
+    rows = [
+        tuple(cell.strip() for cell in line.strip("|").split("|"))
+        for line in text.splitlines()
+        if figure is not None and line.startswith(f"| {figure}. ")
+    ]
+    ran = next((ln for ln in text.splitlines() if ln.startswith(f"python -m benchmarks.{name} ")), "")
+    note = ran.partition("#")[2].strip()
+    if "measured earlier" not in note:  # measured by the run that wrote the file: on its date
+        written = next((ln for ln in text.splitlines() if ln.startswith("| date | ")), "| date | ? |")
+        note += f", measured earlier: {written.split('|')[2].strip()}"
+    measured = note.split("measured earlier: ", 1)[1]
+    return {
+        "kind": "carried",
+        "title": title_line.split(". ", 1)[1] if figure and ". " in title_line else title_line,
+        "markdown": body,
+        "rows": rows,
+        "note": note,
+        "measured": measured,
+        "earlier": True,
+    }
 
 
 def write_results(
@@ -256,6 +297,9 @@ def write_results(
         f"{knobs + ' ' if knobs else ''}make bench        # {total / 60:.0f} min here (the modules below)",
     ]
     for name, r in results.items():
+        if r.get("kind") == "carried":
+            lines.append(f"python -m benchmarks.{name:<22} # {r['note']}")
+            continue
         earlier = f", measured earlier: {r['measured']}" if r.get("earlier") else ""
         load = f", load {r['load']}" if r.get("load") else ""
         lines.append(f"python -m benchmarks.{name:<22} # {r.get('seconds', 0):.0f} s{load}{earlier}")
@@ -267,6 +311,8 @@ def write_results(
         if r.get("kind") == "markdown":
             title = r["value"].get("title", name)
             body = r["value"]["markdown"]
+        elif r.get("kind") == "carried":
+            title, body = r["title"], r["markdown"]
         elif r.get("kind") == "numbers":
             title, body = r.get("doc") or name, render_numbers(r["value"])
         elif r.get("kind") == "error":
@@ -362,6 +408,8 @@ def main() -> int:
             kept = store / f"{name}.json"
             if name not in results and kept.exists():
                 results[name] = json.loads(kept.read_text()) | {"earlier": True}
+            elif name not in results and (previous := carried_over(out, name)) is not None:
+                results[name] = previous
         results = dict(sorted(results.items(), key=lambda kv: (FIGURE_OF.get(kv[0], 99), kv[0])))
     write_results(out, results, host, time.perf_counter() - started)
     print(f"wrote {out}", file=sys.stderr)
