@@ -24,3 +24,18 @@ async def test_models_and_migrations_agree(engine: AsyncEngine) -> None:
             lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
         )
     assert diff == []
+
+
+async def test_request_titles_keep_fine_statistics(engine: AsyncEngine) -> None:
+    """Title searches are planned on the trigram index only with the finer histogram (migration 0007,
+    figure 4 of benchmarks/RESULTS.md shows the difference)."""
+    async with engine.connect() as conn:
+        target = (
+            await conn.execute(
+                text(
+                    "select attstattarget from pg_attribute "
+                    "where attrelid = 'requests'::regclass and attname = 'title'"
+                )
+            )
+        ).scalar()
+    assert target == 1000  # TITLE_STATISTICS in 0007_title_statistics.py
