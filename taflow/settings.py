@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,7 +31,7 @@ class Settings(BaseSettings):
     api_db_pre_ping: bool = False
     """Test every pooled connection with a round trip before the API uses it. Off: a connection that a
     PostgreSQL restart dropped fails its one call with 503 (Retry-After) and the pool is renewed."""
-    api_db_pool_size: int = 20
+    api_db_pool_size: int = Field(20, ge=1)
     """Connections the API keeps open (20 more open for bursts and close again). Keep it at or above
     the calls a process serves at once: a connection opened per call costs more than the call."""
     auth_cache_seconds: float = 5.0

@@ -178,6 +178,7 @@ ASYNCPG_UNREACHABLE = (
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (cannot connect now)
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, out of memory or disk
     asyncpg.InterfaceError,  # the connection is closed
+    asyncpg.InternalClientError,  # its protocol stuck on a server's farewell (taflow.db.prepared)
 )
 
 

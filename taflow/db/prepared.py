@@ -22,15 +22,6 @@ from sqlalchemy.util import greenlet_spawn
 
 _ASYNCPG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
-CONNECTION_LOST: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,  # shut down by an administrator, cannot connect now
-    asyncpg.InterfaceError,  # the connection is closed
-    OSError,
-)
-"""Driver errors after which the connection is not to be used again (SQLAlchemy would invalidate it
-had it run the statement itself); a cancelled statement (QueryCanceledError) is not one of them."""
-
 
 @dataclass(frozen=True)
 class Pooled:
@@ -81,14 +72,26 @@ class Prepared:
         args = [values[n] if n in values else self.constants[n] for n in self.names]
         try:
             rows: list[Mapping[str, Any]] = await driver.fetch(self.sql, *args)
-        except CONNECTION_LOST as exc:
-            if not isinstance(exc, asyncpg.exceptions.QueryCanceledError):
-                # What SQLAlchemy does after a disconnect: this connection is closed, and every pooled
-                # one older than now is replaced at its next checkout (a restart dropped them all).
+        except BaseException as exc:
+            if driver.is_closed() or isinstance(exc, asyncpg.InternalClientError):
+                # A disconnect, judged as SQLAlchemy's asyncpg dialect judges it (or a connection
+                # stuck in a protocol state it cannot leave: the server's farewell arrived while it
+                # sat in the pool, its closing not yet seen), and handled as SQLAlchemy would: this
+                # connection is dropped, and every pooled one older than now is replaced at its next
+                # checkout (a restart dropped them all).
                 pool._invalidate(raw, exc, _checkin=False)
-                if isinstance(connection, Pooled):
-                    await greenlet_spawn(raw.invalidate, exc)
-                else:
-                    await connection.invalidate(exc)
+                await _discard(connection, raw, exc)
+            elif not isinstance(exc, Exception):  # cancelled while the statement may still be running
+                await _discard(connection, raw, exc)
             raise
         return rows
+
+
+async def _discard(
+    connection: AsyncConnection | Pooled, raw: PoolProxiedConnection, exc: BaseException
+) -> None:
+    """Close the connection and keep it out of the pool."""
+    if isinstance(connection, Pooled):
+        await greenlet_spawn(raw.invalidate, exc)
+    else:
+        await connection.invalidate(exc)

@@ -104,7 +104,6 @@ async def record_submission(
     transaction commits, then the re-read (a fresh READ COMMITTED snapshot) finds the winner.
     Raises IdempotencyConflict when the key was used with another body.
     """
-    connection = await db.connection() if isinstance(db, AsyncSession) else db
     digest = body_digest(draft)
     values = {
         "id_prefix": f"TA-{now.year}-",
@@ -115,6 +114,8 @@ async def record_submission(
         "created_at": now,
     }
     for _ in range(3):
+        # a session hands its connection back at each commit: ask for it again on every attempt
+        connection = await db.connection() if isinstance(db, AsyncSession) else db
         inserted = await INSERT.fetch(connection, values)
         if inserted:
             await _commit(db)

@@ -109,6 +109,47 @@ async def test_connections_dropped_by_postgres_fail_one_call_then_heal(
             assert (await api.get("/v1/requests", headers=auth("KH/requester"))).status_code == 200
 
 
+async def test_a_submission_on_a_dropped_connection_fails_once_then_heals(
+    unpinged_engine: tuple[AsyncEngine, str],
+    engine: AsyncEngine,
+    database_url: str,
+    temporal_client: Client,
+    task_queue: str,
+    auth: Auth,
+) -> None:
+    """The submission runs its INSERT on the driver (taflow.db.prepared), not through SQLAlchemy: the
+    dropped connection must still be left out and the pool renewed. The key stays cached, so the
+    INSERT is the first statement to meet the dead connection."""
+    api_engine, name = unpinged_engine
+    app = make_app(database_url, api_engine, temporal_client, task_queue, auth_cache_seconds=600)
+    async with Api(app) as api:
+        for _ in range(3):
+            assert (
+                await api.post("/v1/requests", json=draft(), headers=auth("KH/requester"))
+            ).status_code == 201
+        async with engine.connect() as admin:
+            dropped = (
+                await admin.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE application_name = :n"
+                    ),
+                    {"n": name},
+                )
+            ).scalar_one()
+            await admin.commit()
+        assert dropped >= 1
+        key = {"Idempotency-Key": f"heal-{uuid.uuid4()}"}
+        assert_unavailable(await api.post("/v1/requests", json=draft(), headers=auth("KH/requester") | key))
+        retried = await api.post("/v1/requests", json=draft(), headers=auth("KH/requester") | key)
+        assert retried.status_code == 201, retried.text  # the retry the 503 asked for: nothing was recorded
+        assert "idempotent-replayed" not in retried.headers
+        for _ in range(3):  # the pool was renewed: no further failure
+            assert (
+                await api.post("/v1/requests", json=draft(), headers=auth("KH/requester"))
+            ).status_code == 201
+
+
 def test_statement_errors_stay_500_and_outages_are_503() -> None:
     """Which database errors mean "retry later" (503) and which a bug (500, logged)."""
     cause = Exception("from the driver")

@@ -9,14 +9,16 @@ from contextlib import AbstractAsyncContextManager
 
 import asyncpg
 import pytest
-from sqlalchemy import Float, Integer, bindparam, func, select
+from sqlalchemy import Float, Integer, String, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from taflow.db.prepared import CONNECTION_LOST, Pooled, Prepared, pooled
+from taflow.api.problems import ASYNCPG_UNREACHABLE
+from taflow.db.prepared import Pooled, Prepared, pooled
 from taflow.db.session import autocommit, make_engine
 
 PLUS_ONE = Prepared.of(select((bindparam("n", type_=Integer) + 1).label("m")))
 SLEEP = Prepared.of(select(func.pg_sleep(bindparam("s", type_=Float))))
+TIMEOUT = Prepared.of(select(func.set_config("statement_timeout", bindparam("t", type_=String), False)))
 
 
 async def backend_pid(connection: AsyncConnection | Pooled) -> int:
@@ -50,7 +52,7 @@ async def test_dropped_connections_are_not_reused(engine: AsyncEngine, how: str)
             for pid in pids:
                 await admin.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
         await asyncio.sleep(0.1)
-        with pytest.raises(CONNECTION_LOST):
+        with pytest.raises((*ASYNCPG_UNREACHABLE, OSError)):  # what the API answers 503 to
             async with connecting(own, how) as connection:
                 await PLUS_ONE.fetch(connection, {"n": 1})
         for _ in range(2):  # neither the failed connection nor its dead sibling comes back
@@ -61,17 +63,47 @@ async def test_dropped_connections_are_not_reused(engine: AsyncEngine, how: str)
         await own.dispose()
 
 
-async def test_a_cancelled_statement_keeps_its_connection(engine: AsyncEngine) -> None:
+@HOW
+async def test_a_statement_the_server_cancelled_keeps_its_connection(engine: AsyncEngine, how: str) -> None:
     own = make_engine(engine.url.render_as_string(hide_password=False), pool_size=1, pre_ping=False)
     try:
-        async with autocommit(own).connect() as connection:
+        async with connecting(autocommit(own), how) as connection:
             pid = await backend_pid(connection)
-            await connection.exec_driver_sql("SET statement_timeout = '50ms'")
+            await TIMEOUT.fetch(connection, {"t": "50ms"})
             with pytest.raises(asyncpg.exceptions.QueryCanceledError):
                 await SLEEP.fetch(connection, {"s": 2.0})
-            assert not connection.invalidated
-            await connection.exec_driver_sql("RESET statement_timeout")
-        async with own.connect() as connection:
+            await TIMEOUT.fetch(connection, {"t": "0"})
+        async with connecting(own, how) as connection:
             assert await backend_pid(connection) == pid
+    finally:
+        await own.dispose()
+
+
+@HOW
+async def test_a_caller_cancelled_mid_statement_leaves_its_connection_behind(
+    engine: AsyncEngine, how: str
+) -> None:
+    """A client that hangs up while its statement runs: that connection is closed, not pooled again
+    with the statement possibly still running on it."""
+    own = make_engine(engine.url.render_as_string(hide_password=False), pool_size=1, pre_ping=False)
+    try:
+        pids: list[int] = []
+        running = asyncio.Event()
+
+        async def sleeper() -> None:
+            async with connecting(own, how) as connection:
+                pids.append(await backend_pid(connection))
+                running.set()
+                await SLEEP.fetch(connection, {"s": 5.0})
+
+        task = asyncio.create_task(sleeper())
+        await running.wait()
+        await asyncio.sleep(0.1)  # the statement is on the server
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with connecting(own, how) as connection:
+            assert await backend_pid(connection) != pids[0]
+            assert [row["m"] for row in await PLUS_ONE.fetch(connection, {"n": 2})] == [3]
     finally:
         await own.dispose()
