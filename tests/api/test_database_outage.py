@@ -78,6 +78,22 @@ async def unpinged_engine(database_url: str) -> AsyncIterator[tuple[AsyncEngine,
     await engine.dispose()
 
 
+async def drop_connections(engine: AsyncEngine, application_name: str) -> int:
+    """What a PostgreSQL restart does to a pool, done by the server itself: pg_terminate_backend."""
+    async with engine.connect() as admin:
+        dropped: int = (
+            await admin.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = :n"
+                ),
+                {"n": application_name},
+            )
+        ).scalar_one()
+        await admin.commit()
+    return dropped
+
+
 async def test_connections_dropped_by_postgres_fail_one_call_then_heal(
     unpinged_engine: tuple[AsyncEngine, str],
     engine: AsyncEngine,
@@ -92,18 +108,7 @@ async def test_connections_dropped_by_postgres_fail_one_call_then_heal(
     async with Api(app) as api:
         for _ in range(3):
             assert (await api.get("/v1/requests", headers=auth("KH/requester"))).status_code == 200
-        async with engine.connect() as admin:
-            dropped = (
-                await admin.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE application_name = :n"
-                    ),
-                    {"n": name},
-                )
-            ).scalar_one()
-            await admin.commit()
-        assert dropped >= 1
+        assert await drop_connections(engine, name) >= 1
         assert_unavailable(await api.get("/v1/requests", headers=auth("KH/requester")))
         for _ in range(3):  # the pool was renewed: no further failure
             assert (await api.get("/v1/requests", headers=auth("KH/requester"))).status_code == 200
@@ -127,18 +132,7 @@ async def test_a_submission_on_a_dropped_connection_fails_once_then_heals(
             assert (
                 await api.post("/v1/requests", json=draft(), headers=auth("KH/requester"))
             ).status_code == 201
-        async with engine.connect() as admin:
-            dropped = (
-                await admin.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE application_name = :n"
-                    ),
-                    {"n": name},
-                )
-            ).scalar_one()
-            await admin.commit()
-        assert dropped >= 1
+        assert await drop_connections(engine, name) >= 1
         key = {"Idempotency-Key": f"heal-{uuid.uuid4()}"}
         assert_unavailable(await api.post("/v1/requests", json=draft(), headers=auth("KH/requester") | key))
         retried = await api.post("/v1/requests", json=draft(), headers=auth("KH/requester") | key)
