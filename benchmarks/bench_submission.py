@@ -20,6 +20,7 @@ import random
 import statistics
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,46 +64,48 @@ WARMUP = 40
 RAW_QUEUE = "bench-raw"
 
 
+async def paced(n: int, call: Callable[[int], Awaitable[None]]) -> tuple[float, list[float]]:
+    """`call(0..n-1)`, `CONCURRENCY` at a time: the rate over the whole run and each call's ms."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        async with gate:
+            t = time.perf_counter()
+            await call(i)
+            latencies.append((time.perf_counter() - t) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return n / (time.perf_counter() - started), latencies
+
+
 async def api_run(
     http: Http1Client, keys: dict[str, str], n: int, *, idempotency: bool, seed: int
 ) -> tuple[float, list[float]]:
     rng = random.Random(seed)
     drafts = [random_draft(rng) for _ in range(n)]
-    gate = asyncio.Semaphore(CONCURRENCY)
-    latencies: list[float] = []
     run_id = uuid.uuid4().hex[:8]
 
-    async def one(i: int) -> None:
+    async def submit(i: int) -> None:
         state = MEMBER_STATES[i % len(MEMBER_STATES)]
         headers = {"Authorization": f"Bearer {keys[f'{state}/requester']}"}
         if idempotency:
             headers["Idempotency-Key"] = f"bench-{run_id}-{i}"
-        async with gate:
-            t = time.perf_counter()
-            resp = await http.post("/v1/requests", json=drafts[i], headers=headers)
-            latencies.append((time.perf_counter() - t) * 1000)
+        resp = await http.post("/v1/requests", json=drafts[i], headers=headers)
         if resp.status_code != 201:
             raise RuntimeError(f"submission answered {resp.status_code}: {resp.text[:300]}")
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(n)))
-    return n / (time.perf_counter() - started), latencies
+    return await paced(n, submit)
 
 
 async def raw_run(client: Client, n: int) -> tuple[float, list[float]]:
-    gate = asyncio.Semaphore(CONCURRENCY)
-    latencies: list[float] = []
     run_id = uuid.uuid4().hex[:8]
 
-    async def one(i: int) -> None:
-        async with gate:
-            t = time.perf_counter()
-            await client.start_workflow(TrivialWorkflow.run, id=f"raw-{run_id}-{i}", task_queue=RAW_QUEUE)
-            latencies.append((time.perf_counter() - t) * 1000)
+    async def start(i: int) -> None:
+        await client.start_workflow(TrivialWorkflow.run, id=f"raw-{run_id}-{i}", task_queue=RAW_QUEUE)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(n)))
-    return n / (time.perf_counter() - started), latencies
+    return await paced(n, start)
 
 
 async def ours_run(client: Client, n: int, *, seed: int) -> tuple[float, list[float]]:
@@ -111,12 +114,10 @@ async def ours_run(client: Client, n: int, *, seed: int) -> tuple[float, list[fl
     the gap to the trivial start is the start's own content rather than the front door."""
     rng = random.Random(seed)
     drafts = [RequestDraft.model_validate(random_draft(rng)) for _ in range(n)]
-    gate = asyncio.Semaphore(CONCURRENCY)
-    latencies: list[float] = []
     run_id = uuid.uuid4().hex[:8]
     submitter = Actor(subject="bench-requester", organisation="KH", role=Role.requester)
 
-    async def one(i: int) -> None:
+    async def start(i: int) -> None:
         new = NewRequest(
             request_id=f"TA-BENCH-{run_id}-{i}",
             member_state=MemberState.KH,
@@ -124,14 +125,9 @@ async def ours_run(client: Client, n: int, *, seed: int) -> tuple[float, list[fl
             submitted_by=submitter,
             submitted_at=datetime.now(UTC),
         )
-        async with gate:
-            t = time.perf_counter()
-            await start_request(client, new, RAW_QUEUE)
-            latencies.append((time.perf_counter() - t) * 1000)
+        await start_request(client, new, RAW_QUEUE)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(n)))
-    return n / (time.perf_counter() - started), latencies
+    return await paced(n, start)
 
 
 async def measure(stack: Stack) -> dict[str, Any]:

@@ -119,7 +119,11 @@ def authenticator(request: Request) -> Authenticator:
     return auth
 
 
-async def caller_actor(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Actor | None:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+"""The bearer credential as sent (also what puts the scheme in the OpenAPI document)."""
+
+
+async def optional_actor(request: Request, credentials: Credentials) -> Actor | None:
     """The caller, or None when no Authorization header was sent; a wrong credential is still a 401."""
     cached: Actor | None = getattr(request.state, STATE_ACTOR, None)
     if cached is not None:
@@ -131,14 +135,6 @@ async def caller_actor(request: Request, credentials: HTTPAuthorizationCredentia
     actor = await authenticator(request).resolve(credentials.credentials.strip())
     setattr(request.state, STATE_ACTOR, actor)
     return actor
-
-
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-"""The bearer credential as sent (also what puts the scheme in the OpenAPI document)."""
-
-
-async def optional_actor(request: Request, credentials: Credentials) -> Actor | None:
-    return await caller_actor(request, credentials)
 
 
 OptionalActor = Annotated[Actor | None, Depends(optional_actor)]
@@ -166,7 +162,7 @@ def allow(action: Action) -> Callable[[Request, HTTPAuthorizationCredentials | N
     costs FastAPI about 40 us per call."""
 
     async def dependency(request: Request, credentials: Credentials) -> Caller:
-        actor = await caller_actor(request, credentials)
+        actor = await optional_actor(request, credentials)
         if actor is None:
             raise unauthorized("an API key is required: `Authorization: Bearer <api key>`", invalid=False)
         return check(actor, action)
