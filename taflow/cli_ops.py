@@ -93,7 +93,9 @@ def signal(
     actor: Annotated[
         str | None,
         typer.Option(
-            "--as", help="who decides, ORG/ROLE[/SUBJECT] (e.g. ASEC/asec_head/jdoe), if not in JSON"
+            "--as",
+            help="who decides, ORG/ROLE/SUBJECT (e.g. ASEC/asec_head/jdoe), if not in JSON: "
+            "the subject of an active API key with that role",
         ),
     ] = None,
     wait: Annotated[

@@ -1,8 +1,8 @@
 """Decision signals as ops send them from the CLI (or the Temporal UI): validated before sending.
 
-A signal is fire-and-forget: the workflow checks it as it would an update and records a refusal in
-the audit trail (`refused`) instead of acting, so `send_signal` waits for the new state and says
-which happened.
+A signal is fire-and-forget: the workflow checks it as it would an update, and its actor against
+the roster, and records a refusal in the audit trail (`refused`) instead of acting, so
+`send_signal` waits for the new state and says which happened.
 """
 
 from __future__ import annotations
@@ -54,16 +54,19 @@ class SignalError(ValueError):
 
 
 def parse_actor(spec: str) -> Actor:
-    """`ORG/ROLE` or `ORG/ROLE/SUBJECT` (e.g. `ASEC/asec_head/jdoe`)."""
+    """`ORG/ROLE/SUBJECT` (e.g. `ASEC/asec_head/jdoe`): someone on the roster, since the workflow
+    checks the actor there (an active API key with that subject and role; an expert by id)."""
     parts = spec.split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise SignalError(f"actor {spec!r}: expected ORG/ROLE or ORG/ROLE/SUBJECT")
+    if len(parts) != 3 or not all(parts):
+        raise SignalError(
+            f"actor {spec!r}: expected ORG/ROLE/SUBJECT, the subject of an active API key "
+            "with that role (`taflow keys list`)"
+        )
     try:
         role = Role(parts[1])
     except ValueError:
         raise SignalError(f"actor {spec!r}: unknown role {parts[1]!r}") from None
-    subject = parts[2] if len(parts) == 3 else f"ops-cli:{parts[0].lower()}-{role.value}"
-    return Actor(subject=subject, organisation=parts[0], role=role)
+    return Actor(subject=parts[2], organisation=parts[0], role=role)
 
 
 def build_message(wf_id: str, name: str, payload: dict[str, Any], actor: Actor | None) -> BaseModel:

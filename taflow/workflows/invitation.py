@@ -8,6 +8,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import HandlerUnfinishedPolicy
 
 with workflow.unsafe.imports_passed_through():
     from taflow.activities.notify import NotifyActivities
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         InvitationResponse,
         InvitationTokenRequest,
     )
+    from taflow.workflows.roster import SIGNAL_ROSTER_PATCH, require_on_roster
 
 
 @workflow.defn
@@ -28,9 +30,11 @@ class ExpertInvitationWorkflow:
         self._in = invitation
         self._outcome: InvitationOutcome | None = None
         self._refused: list[str] = []
+        self._roster = False
 
     @workflow.run
     async def run(self, invitation: InvitationInput) -> InvitationOutcome:
+        self._roster = workflow.patched(SIGNAL_ROSTER_PATCH)
         workflow.set_current_details(
             f"Waiting for {invitation.expert_id} to answer by {invitation.respond_by.isoformat()}"
         )
@@ -78,10 +82,16 @@ class ExpertInvitationWorkflow:
     def _validate_respond(self, response: InvitationResponse) -> None:
         self._check(response)
 
-    @workflow.signal(name="response")
-    def response_signal(self, response: InvitationResponse) -> None:
+    @workflow.signal(name="response", unfinished_policy=HandlerUnfinishedPolicy.ABANDON)
+    async def response_signal(self, response: InvitationResponse) -> None:
+        """An answer sent by ops; its actor must be on the roster. Abandoned if the invitation closes
+        (answered, expired) while the roster is asked: it was too late anyway."""
         try:
             self._check(response)
+            if self._roster:
+                assert response.actor is not None  # _check refuses an answer without one
+                await require_on_roster(response.actor)
+                self._check(response)  # answered or expired meanwhile
         except ApplicationError as refused:
             self._refused.append(str(refused.message))
             return

@@ -68,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
     from taflow.domain.sla import Breach, ClockRequest, ClockResume, StageClock
     from taflow.temporal import invitation_workflow_id, workflow_id
     from taflow.workflows.invitation import ExpertInvitationWorkflow
+    from taflow.workflows.roster import SIGNAL_ROSTER_PATCH, require_on_roster
 
 # Changes made after the first histories were recorded, each guarded for replay (tests/histories):
 SLA_PATCH = "sla-clocks"
@@ -142,6 +143,8 @@ class TARequestWorkflow:
         self._four_eyes = False
         self._lean = False
         self._sa_diff = False
+        self._roster = False
+        self._signal_turn = asyncio.Lock()
         self._projected_parts: dict[str, Any] = {}
         """LEAN_KEPT parts as the read model has them (patch "lean-projection")."""
         self._sa_last: dict[str, Any] | None = None if request.resume else {}
@@ -160,6 +163,7 @@ class TARequestWorkflow:
         self._four_eyes = workflow.patched(FOUR_EYES_PATCH)
         self._lean = workflow.patched(LEAN_PROJECTION_PATCH)
         self._sa_diff = workflow.patched(SEARCH_ATTRIBUTE_DIFF_PATCH)
+        self._roster = workflow.patched(SIGNAL_ROSTER_PATCH)
         if request.resume is None:
             self._record(  # with "search-attribute-diff", the next record publishes both
                 request.submitted_by,
@@ -453,12 +457,14 @@ class TARequestWorkflow:
     # ------------------------------------------------------------ signals (Temporal UI / CLI)
 
     @workflow.signal(name="hold")
-    def hold_signal(self, hold: Hold) -> None:
-        self._from_signal("hold", hold.actor, lambda: self._check_hold(hold), lambda: self._apply_hold(hold))
+    async def hold_signal(self, hold: Hold) -> None:
+        await self._from_signal(
+            "hold", hold.actor, lambda: self._check_hold(hold), lambda: self._apply_hold(hold)
+        )
 
     @workflow.signal(name="retime")
-    def retime_signal(self, retiming: Retiming) -> None:
-        self._from_signal(
+    async def retime_signal(self, retiming: Retiming) -> None:
+        await self._from_signal(
             "retime",
             retiming.actor,
             lambda: self._check_retime(retiming),
@@ -466,8 +472,8 @@ class TARequestWorkflow:
         )
 
     @workflow.signal(name="asec_review")
-    def asec_review_signal(self, decision: AsecDecision) -> None:
-        self._from_signal(
+    async def asec_review_signal(self, decision: AsecDecision) -> None:
+        await self._from_signal(
             "asec_review",
             decision.actor,
             lambda: self._check_review(decision),
@@ -475,8 +481,8 @@ class TARequestWorkflow:
         )
 
     @workflow.signal(name="amend")
-    def amend_signal(self, amendment: Amendment) -> None:
-        self._from_signal(
+    async def amend_signal(self, amendment: Amendment) -> None:
+        await self._from_signal(
             "amend",
             amendment.actor,
             lambda: self._check_amendment(amendment),
@@ -484,8 +490,8 @@ class TARequestWorkflow:
         )
 
     @workflow.signal(name="rocb_match")
-    def rocb_match_signal(self, decision: RocbDecision) -> None:
-        self._from_signal(
+    async def rocb_match_signal(self, decision: RocbDecision) -> None:
+        await self._from_signal(
             "rocb_match",
             decision.actor,
             lambda: self._check_match(decision),
@@ -493,8 +499,8 @@ class TARequestWorkflow:
         )
 
     @workflow.signal(name="resume")
-    def resume_signal(self, resumption: Resumption) -> None:
-        self._from_signal(
+    async def resume_signal(self, resumption: Resumption) -> None:
+        await self._from_signal(
             "resume",
             resumption.actor,
             lambda: self._check_resumption(resumption),
@@ -502,8 +508,8 @@ class TARequestWorkflow:
         )
 
     @workflow.signal(name="complete")
-    def complete_signal(self, completion: Completion) -> None:
-        self._from_signal(
+    async def complete_signal(self, completion: Completion) -> None:
+        await self._from_signal(
             "complete",
             completion.actor,
             lambda: self._check_completion(completion),
@@ -511,8 +517,8 @@ class TARequestWorkflow:
         )
 
     @workflow.signal(name="withdraw")
-    def withdraw_signal(self, withdrawal: Withdrawal) -> None:
-        self._from_signal(
+    async def withdraw_signal(self, withdrawal: Withdrawal) -> None:
+        await self._from_signal(
             "withdraw",
             withdrawal.actor,
             lambda: self._check_withdrawal(withdrawal),
@@ -520,8 +526,8 @@ class TARequestWorkflow:
         )
 
     @workflow.signal(name="cancel")
-    def cancel_signal(self, cancellation: Cancellation) -> None:
-        self._from_signal(
+    async def cancel_signal(self, cancellation: Cancellation) -> None:
+        await self._from_signal(
             "cancel",
             cancellation.actor,
             lambda: self._check_cancellation(cancellation),
@@ -542,22 +548,49 @@ class TARequestWorkflow:
             data={"member_state": added.member_state.value, "from_request_id": added.from_request_id},
         )
 
-    def _from_signal(
+    async def _from_signal(
         self, name: str, actor: Actor | None, check: Callable[[], None], apply: Callable[[], None]
     ) -> None:
+        """Checked as the update would be, and (patch "signal-actor-roster") the named actor against
+        the roster, since anyone can type a name into the UI. A refusal is recorded instead of acting.
+
+        Signals take their turn (a lock, first come first served), so each is checked on what the one
+        before it did; the check runs again once the roster has answered, because an update or a
+        deadline may have moved the request meanwhile."""
+        if not self._roster:
+            if self._admitted(name, actor, check) is not None:
+                apply()
+            return
+        async with self._signal_turn:
+            named = self._admitted(name, actor, check)
+            if named is None:
+                return
+            try:
+                await require_on_roster(named)
+                check()
+            except ApplicationError as refused:
+                self._refuse_signal(name, named, refused)
+                return
+            apply()
+
+    def _admitted(self, name: str, actor: Actor | None, check: Callable[[], None]) -> Actor | None:
+        """The actor, if the signal names one and passes `check`; else None, the refusal recorded."""
         try:
             if actor is None:
                 raise _refuse("Forbidden", "a decision signal must name its actor")
             check()
         except ApplicationError as refused:
-            self._record(
-                actor or SYSTEM_ACTOR,
-                "refused",
-                comment=str(refused.message),
-                data={"signal": name, "reason": refused.type or "Refused"},
-            )
-            return
-        apply()
+            self._refuse_signal(name, actor, refused)
+            return None
+        return actor
+
+    def _refuse_signal(self, name: str, actor: Actor | None, refused: ApplicationError) -> None:
+        self._record(
+            actor or SYSTEM_ACTOR,
+            "refused",
+            comment=str(refused.message),
+            data={"signal": name, "reason": refused.type or "Refused"},
+        )
 
     # ------------------------------------------------------------ checks (validators, handlers, signals)
 

@@ -35,6 +35,7 @@ from taflow.temporal import workflow_id
 from taflow.worker import build_worker
 from taflow.workflows.request import TARequestWorkflow
 from tests.ops.conftest import visible
+from tests.support.roster import enrol
 
 SM = async_sessionmaker[AsyncSession]
 REVIEWER = Actor(subject="asec-reviewer-1", organisation="ASEC", role=Role.asec_reviewer)
@@ -206,14 +207,21 @@ async def test_reproject_restores_the_read_model_and_the_other_repair_tools(
 
     # signal: validated, sent, and the outcome read back from the audit trail
     approve = json.dumps({"decision": "approve", "comment": "ops decision"})
+    stranger = await run_cli("signal", waiting, "asec_review", approve, "--as", "ASEC/asec_head/mallory")
+    assert stranger.exit_code == 3, stranger.output  # not on the roster: refused, nothing moves
+    assert "refused" in stranger.stdout and "mallory is not on the roster" in stranger.stdout
+    assert "stage now asec_review" in stranger.stdout
+    await enrol(sessionmaker, [Actor(subject="ops-1", organisation="ASEC", role=Role.asec_head)])
     result = await run_cli("signal", waiting, "asec_review", approve, "--as", "ASEC/asec_head/ops-1")
     assert result.exit_code == 0, result.output
     assert "stage now rocb_matching" in result.stdout
-    refused = await run_cli("signal", approved, "asec_review", approve, "--as", "ASEC/asec_reviewer")
+    refused = await run_cli("signal", approved, "asec_review", approve, "--as", "ASEC/asec_head/ops-1")
     assert refused.exit_code == 3, refused.output
     assert "refused" in refused.stdout
+    nameless = await run_cli("signal", waiting, "asec_review", approve, "--as", "ASEC/asec_head")
+    assert nameless.exit_code == 2 and "ORG/ROLE/SUBJECT" in nameless.output
     invalid = await run_cli(
-        "signal", waiting, "rocb_match", '{"decision": "maybe"}', "--as", "ROCB-AP/rocb_officer"
+        "signal", waiting, "rocb_match", '{"decision": "maybe"}', "--as", "ROCB-AP/rocb_officer/r-1"
     )
     assert invalid.exit_code == 2 and "invalid rocb_match payload" in invalid.output
     assert (await run_cli("signal", waiting, "approve_now", "{}")).exit_code == 2

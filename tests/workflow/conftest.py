@@ -23,6 +23,7 @@ from taflow.settings import Settings
 from taflow.temporal import workflow_id
 from taflow.worker import build_worker
 from taflow.workflows.request import TARequestWorkflow
+from tests.support.roster import enrol
 
 ROSTER = [
     {
@@ -69,6 +70,11 @@ MEETING = {
 REQUESTER_KH = Actor(subject="kh-system", organisation="KH", role=Role.requester)
 REVIEWER = Actor(subject="asec-reviewer-1", organisation="ASEC", role=Role.asec_reviewer)
 ROCB = Actor(subject="rocb-officer-1", organisation="ROCB-AP", role=Role.rocb_officer)
+OPS = Actor(subject="ops-1", organisation="ASEC", role=Role.ops)
+REQUESTER_SG = Actor(subject="sg", organisation="SG", role=Role.requester)
+REQUESTER_LA = Actor(subject="la", organisation="LA", role=Role.requester)
+ON_ROSTER = [REQUESTER_KH, REVIEWER, ROCB, OPS, REQUESTER_SG, REQUESTER_LA]
+"""Actors the tests name in decision signals: each holds an API key, so `verify_actor` knows them."""
 
 
 def draft(**over: Any) -> RequestDraft:
@@ -90,6 +96,11 @@ async def roster(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
             insert(ExpertRow).values([e | {"unavailable": {}} for e in ROSTER]).on_conflict_do_nothing()
         )
         await s.execute(insert(MeetingRow).values(MEETING).on_conflict_do_nothing())
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def signal_actors_on_roster(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    await enrol(sessionmaker, ON_ROSTER)
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 from taflow.db.models import ExpertRow, RequestEventRow, RequestRow
 from taflow.domain.enums import InvitationStatus, Stage
 from taflow.domain.models import (
+    Actor,
     Amendment,
     AsecDecision,
     Cancellation,
@@ -280,20 +281,74 @@ async def test_withdraw_and_cancel(start_request: Callable[..., Any], record_his
     await record_history(b, "request-cancelled")
 
 
-async def test_signal_without_allowed_actor_is_recorded_not_applied(
-    start_request: Callable[..., Any], record_history: Recorder
+@pytest.mark.parametrize(
+    ("intruder", "reason", "recorded_as"),
+    [
+        (ROCB, "Forbidden", "request-signal-refused"),  # a role that may not decide
+        (  # the right role, but no key: not on the roster
+            REVIEWER.model_copy(update={"subject": "mallory"}),
+            "UnknownActor",
+            "request-signal-off-roster",
+        ),
+    ],
+)
+async def test_signal_from_someone_who_may_not_decide_is_recorded_not_applied(
+    start_request: Callable[..., Any],
+    record_history: Recorder,
+    intruder: Actor,
+    reason: str,
+    recorded_as: str,
 ) -> None:
     handle = await start_request()
     await until_stage(handle, Stage.asec_review)
     await clear_suspected_duplicates(handle)
-    await handle.signal(TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=ROCB))
+    await handle.signal(
+        TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=intruder)
+    )
     await handle.signal(
         TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=REVIEWER)
     )
     state = await until_stage(handle, Stage.rocb_matching)
     refused = [e for e in state.events if e.kind == "refused"]
-    assert len(refused) == 1 and refused[0].actor.role == "rocb_officer"
-    await record_history(handle, "request-signal-refused")
+    assert len(refused) == 1 and refused[0].actor == intruder and refused[0].data["reason"] == reason
+    approved = [e for e in state.events if e.to_stage is Stage.rocb_matching]
+    assert len(approved) == 1 and approved[0].actor.subject == REVIEWER.subject
+    await record_history(handle, recorded_as)
+
+
+async def test_signals_take_turns(start_request: Callable[..., Any], record_history: Recorder) -> None:
+    """Two decisions sent at once: the first acts, the second is checked on what the first did."""
+    handle = await start_request()
+    await until_stage(handle, Stage.asec_review)
+    await clear_suspected_duplicates(handle)
+    await asyncio.gather(
+        handle.signal(
+            TARequestWorkflow.asec_review_signal,
+            AsecDecision(decision="request_changes", comment="add outcomes", actor=REVIEWER),
+        ),
+        handle.signal(TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=REVIEWER)),
+    )
+
+    async def both_seen() -> RequestState:
+        while True:
+            s = await handle.query(TARequestWorkflow.status)
+            if any(e.kind == "refused" for e in s.events):
+                return s
+            await asyncio.sleep(0.05)
+
+    state = await asyncio.wait_for(both_seen(), 15)
+    refused = [e for e in state.events if e.kind == "refused"]
+    moved = [e for e in state.events if e.to_stage in (Stage.changes_requested, Stage.rocb_matching)]
+    assert len(refused) == 1 and refused[0].data["reason"] == "WrongStage"
+    assert len(moved) == 1 and state.stage is moved[0].to_stage
+    history = await handle.fetch_history()
+    asked = [
+        e
+        for e in history.events
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "verify_actor"
+    ]
+    assert len(asked) == 1  # the second waited its turn, and its stage check refused it before the roster
+    await record_history(handle, "request-signals-in-turn")
 
 
 async def test_no_match_hold_and_resume(start_request: Callable[..., Any], record_history: Recorder) -> None:

@@ -14,18 +14,17 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from taflow.domain.enums import Role, Stage
-from taflow.domain.models import Actor, Amendment, AsecDecision, Hold, Retiming
+from taflow.domain.enums import Stage
+from taflow.domain.models import Amendment, AsecDecision, Hold, Retiming
 from taflow.settings import Settings
 from taflow.sla.calendar import add_working_days, working_days_between
 from taflow.sla.policy import DEFAULT_POLICY_FILE
 from taflow.workflows.request import TARequestWorkflow
-from tests.workflow.conftest import REVIEWER, clear_suspected_duplicates, draft
+from tests.workflow.conftest import OPS, REQUESTER_SG, REVIEWER, clear_suspected_duplicates, draft
 from tests.workflow.timeskip import Handle, running_worker, start, wait_for, wait_stage
 
 Recorder = Callable[[WorkflowHandle[Any, Any], str], Awaitable[None]]
-OPS = Actor(subject="ops-1", organisation="ASEC", role=Role.ops)
-REQUESTER = Actor(subject="sg", organisation="SG", role=Role.requester)
+REQUESTER = REQUESTER_SG
 
 
 @pytest.fixture

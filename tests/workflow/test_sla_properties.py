@@ -16,9 +16,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from taflow.domain.enums import InvitationStatus, Role, Stage
+from taflow.domain.enums import InvitationStatus, Stage
 from taflow.domain.models import (
-    Actor,
     Amendment,
     AsecDecision,
     Cancellation,
@@ -31,10 +30,10 @@ from taflow.domain.models import (
 )
 from taflow.settings import Settings
 from taflow.workflows.request import TARequestWorkflow
-from tests.workflow.conftest import REVIEWER, ROCB, draft
+from tests.workflow.conftest import REQUESTER_LA, REVIEWER, ROCB, draft
 from tests.workflow.timeskip import Handle, running_worker, start
 
-REQUESTER = Actor(subject="la", organisation="LA", role=Role.requester)
+REQUESTER = REQUESTER_LA
 CLOCKED = {Stage.asec_review, Stage.changes_requested, Stage.rocb_matching, Stage.awaiting_report}
 SERIAL = itertools.count(1)
 

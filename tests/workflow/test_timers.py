@@ -15,8 +15,9 @@ from temporalio.worker import Worker
 
 from taflow.db.models import MeetingRow
 from taflow.domain.enums import InvitationStatus, Role, Stage
-from taflow.domain.models import Actor, AsecDecision, Completion, RocbDecision
+from taflow.domain.models import Actor, AsecDecision, Completion, InvitationResponse, RocbDecision
 from taflow.settings import Settings
+from taflow.workflows.invitation import ExpertInvitationWorkflow
 from taflow.workflows.request import TARequestWorkflow
 from tests.workflow.conftest import REVIEWER, ROCB, clear_suspected_duplicates
 from tests.workflow.timeskip import Handle, running_worker, start, wait_for, wait_stage
@@ -111,3 +112,29 @@ async def test_accepted_request_waits_for_meeting_then_report(
     assert final.stage is Stage.completed
     assert [e.kind for e in final.events][-2:] == ["meeting_held", "completed"]
     await record_history(handle, "request-meeting-held-completed")
+
+
+async def test_an_answer_signalled_for_someone_off_the_roster_is_refused(
+    time_skipping_env: WorkflowEnvironment, ts_worker: Worker, task_queue: str, record_history: Recorder
+) -> None:
+    env = time_skipping_env
+    handle = await start(env, task_queue, f"TS-{task_queue}-3")
+    await to_invitation(env, handle, ["WT-EXP-2"])
+    state = await handle.query(TARequestWorkflow.status)
+    assert state.invitation is not None
+    child = env.client.get_workflow_handle_for(
+        ExpertInvitationWorkflow.run, f"ta-invitation-{state.invitation.id}"
+    )
+    impostor = Actor(subject="WT-EXP-404", organisation="WCO", role=Role.expert)  # no such expert
+    await child.signal(
+        ExpertInvitationWorkflow.response_signal, InvitationResponse(accept=True, actor=impostor)
+    )
+    await env.sleep(timedelta(minutes=1))  # the roster has answered
+    assert (await child.query(ExpertInvitationWorkflow.status)).status is InvitationStatus.pending
+    expert = Actor(subject="WT-EXP-2", organisation="WCO", role=Role.expert)
+    await child.signal(
+        ExpertInvitationWorkflow.response_signal, InvitationResponse(accept=False, actor=expert)
+    )
+    outcome = await child.result()
+    assert outcome.status is InvitationStatus.declined and outcome.responded_by == expert
+    await record_history(child, "invitation-impostor-refused")
