@@ -42,6 +42,7 @@ from benchmarks.support import (
     bench_stack,
     cpu_extra,
     cpu_table,
+    pair_ratios,
     profiling,
     repeats,
     say,
@@ -220,8 +221,7 @@ def render(m: dict[str, Any]) -> tuple[str, dict[str, float]]:
     ratio = s["api"]["median"] / s["raw"]["median"]
     ratio_nokey = s["api_nokey"]["median"] / s["raw"]["median"]
     content = s["raw_ours"]["median"] / s["raw"]["median"]
-    per_run = sorted(a / r for a, r in zip(rates["api"], rates["raw"], strict=True))
-    pairs = f"min {per_run[0]:.2f}, median {statistics.median(per_run):.2f}, max {per_run[-1]:.2f}"
+    pairs = pair_ratios(rates["api"], rates["raw"])
     front_door = s["api"]["median"] / s["raw_ours"]["median"]
     labels = {
         "api": "API, with Idempotency-Key",

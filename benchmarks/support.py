@@ -417,6 +417,13 @@ class CpuMeter:
             self.spent[role] += value - self._start.get((role, pid), 0.0)
 
 
+def pair_ratios(ours: list[float], raw: list[float]) -> str:
+    """Each of our runs against the raw run beside it (the same round): min, median and max ratio.
+    The headline is the ratio of the medians; this says how far single pairs stray from it."""
+    per_run = sorted(a / r for a, r in zip(ours, raw, strict=True))
+    return f"min {per_run[0]:.2f}, median {statistics.median(per_run):.2f}, max {per_run[-1]:.2f}"
+
+
 def cpu_extra(meters: dict[str, CpuMeter], units: dict[str, int], ours: str, raw: str, per: str) -> str:
     """One sentence: how much more CPU per unit our path spends than raw, and in which processes."""
     a = {r: 1000 * v / max(units[ours], 1) for r, v in meters[ours].spent.items()}
