@@ -88,6 +88,11 @@ LEAN_KEPT = ("dedup", "match", "invitations", "clock")
 """Parts of the state a lean projection leaves out while they stay as last projected (the row keeps them)."""
 SEARCH_ATTRIBUTE_DIFF_PATCH = "search-attribute-diff"
 """Upserts carry only the search attributes whose values changed since the last one (none: no upsert)."""
+BASELINE_PATCH = "baseline-2026-11-29"
+"""Every change above (and the roster check) under one marker: the SDK writes a marker and a
+`TemporalChangeVersion` upsert for each patch a new workflow takes, 16 events for the eight changes.
+Workflows started before it keep deciding each change by its own marker. Later changes add their own
+patch again, until the next baseline takes them in."""
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -144,6 +149,7 @@ class TARequestWorkflow:
         self._lean = False
         self._sa_diff = False
         self._roster = False
+        self._baseline = False
         self._signal_turn = asyncio.Lock()
         self._projected_parts: dict[str, Any] = {}
         """LEAN_KEPT parts as the read model has them (patch "lean-projection")."""
@@ -157,13 +163,18 @@ class TARequestWorkflow:
 
     @workflow.run
     async def run(self, request: NewRequest) -> RequestState:
-        self._sla = workflow.patched(SLA_PATCH)
-        self._dedup_gate = workflow.patched(DEDUP_GATE_PATCH)
-        self._rounds = workflow.patched(ROUNDS_PATCH)
-        self._four_eyes = workflow.patched(FOUR_EYES_PATCH)
-        self._lean = workflow.patched(LEAN_PROJECTION_PATCH)
-        self._sa_diff = workflow.patched(SEARCH_ATTRIBUTE_DIFF_PATCH)
-        self._roster = workflow.patched(SIGNAL_ROSTER_PATCH)
+        self._baseline = workflow.patched(BASELINE_PATCH)
+        if self._baseline:  # every change below at once, under one marker
+            self._sla = self._dedup_gate = self._rounds = self._four_eyes = True
+            self._lean = self._sa_diff = self._roster = True
+        else:  # started before the baseline: each change as its own marker says
+            self._sla = workflow.patched(SLA_PATCH)
+            self._dedup_gate = workflow.patched(DEDUP_GATE_PATCH)
+            self._rounds = workflow.patched(ROUNDS_PATCH)
+            self._four_eyes = workflow.patched(FOUR_EYES_PATCH)
+            self._lean = workflow.patched(LEAN_PROJECTION_PATCH)
+            self._sa_diff = workflow.patched(SEARCH_ATTRIBUTE_DIFF_PATCH)
+            self._roster = workflow.patched(SIGNAL_ROSTER_PATCH)
         if request.resume is None:
             self._record(  # with "search-attribute-diff", the next record publishes both
                 request.submitted_by,
@@ -760,7 +771,8 @@ class TARequestWorkflow:
         self._side_tasks.append(asyncio.create_task(send()))
 
     def _apply_amendment(self, a: Amendment) -> None:
-        if a.draft.client_reference != self._s.draft.client_reference and workflow.patched(MEMO_PATCH):
+        changed = a.draft.client_reference != self._s.draft.client_reference
+        if changed and (self._baseline or workflow.patched(MEMO_PATCH)):
             workflow.upsert_memo({"client_reference": a.draft.client_reference})
         self._s.draft = a.draft
         self._s.beneficiaries = _beneficiaries(self._s.member_state, a.draft.beneficiaries)

@@ -174,14 +174,16 @@ async def test_reject(start_request: Callable[..., Any], record_history: Recorde
 async def test_request_changes_then_amend_reruns_dedup(
     start_request: Callable[..., Any], record_history: Recorder
 ) -> None:
-    handle = await start_request()
+    handle = await start_request(client_reference="KH-TA-1")
     await until_stage(handle, Stage.asec_review)
     await handle.execute_update(
         TARequestWorkflow.review,
         AsecDecision(decision="request_changes", comment="add outcomes", actor=REVIEWER),
     )
     state = await until_stage(handle, Stage.changes_requested)
-    amended = draft(title="Diagnostic mission on risk management with expected outcomes")
+    amended = draft(
+        title="Diagnostic mission on risk management with expected outcomes", client_reference="KH-TA-1b"
+    )
     await handle.execute_update(
         TARequestWorkflow.amendment,
         Amendment(draft=amended, comment="outcomes added", actor=requester(state)),
@@ -189,6 +191,7 @@ async def test_request_changes_then_amend_reruns_dedup(
     state = await until_stage(handle, Stage.asec_review)
     assert state.draft.title == amended.title
     assert [e.kind for e in state.events].count("dedup_checked") == 2
+    assert await (await handle.describe()).memo_value("client_reference") == "KH-TA-1b"  # ops see the new one
     await record_history(handle, "request-changes-amended")
 
 
