@@ -3,8 +3,9 @@
 The API fills `actor` from a verified credential, but a signal sent by hand names whoever the
 operator typed. This activity checks it against the roster: an active API key with that subject,
 organisation and role, or (for experts) an expert of that id. Identities that only ever sign in
-with OIDC are not in the roster; operators acting for them name their own ops credential instead.
-Workflows call it before applying a signal and record a refused attempt when it says no.
+with OIDC hold no key: operators acting for them name a key of the role the decision needs (an ASEC
+head's for a review, say), since the workflow also checks the role. Workflows call it before a
+signal acts (taflow.workflows.roster) and record a refused attempt when it says no.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.workflow import HandlerUnfinishedPolicy
 
 with workflow.unsafe.imports_passed_through():
     from taflow.activities.notify import NotifyActivities
@@ -30,11 +29,11 @@ class ExpertInvitationWorkflow:
         self._in = invitation
         self._outcome: InvitationOutcome | None = None
         self._refused: list[str] = []
-        self._roster = False
+        # decided before any handler runs: a signal may come with the first task (see the request's)
+        self._roster = workflow.patched(SIGNAL_ROSTER_PATCH)
 
     @workflow.run
     async def run(self, invitation: InvitationInput) -> InvitationOutcome:
-        self._roster = workflow.patched(SIGNAL_ROSTER_PATCH)
         workflow.set_current_details(
             f"Waiting for {invitation.expert_id} to answer by {invitation.respond_by.isoformat()}"
         )
@@ -82,18 +81,19 @@ class ExpertInvitationWorkflow:
     def _validate_respond(self, response: InvitationResponse) -> None:
         self._check(response)
 
-    @workflow.signal(name="response", unfinished_policy=HandlerUnfinishedPolicy.ABANDON)
+    @workflow.signal(name="response")
     async def response_signal(self, response: InvitationResponse) -> None:
-        """An answer sent by ops; its actor must be on the roster. Abandoned if the invitation closes
-        (answered, expired) while the roster is asked: it was too late anyway."""
+        """An answer sent by ops (the API sends `respond`); its actor must hold a credential or be the
+        invited expert. Checked again once the roster answers: the invitation may have closed."""
         try:
             self._check(response)
             if self._roster:
                 assert response.actor is not None  # _check refuses an answer without one
                 await require_on_roster(response.actor)
-                self._check(response)  # answered or expired meanwhile
+                self._check(response)
         except ApplicationError as refused:
             self._refused.append(str(refused.message))
+            workflow.logger.warning("invitation answer refused: %s", refused.message)
             return
         self._answer(response)
 

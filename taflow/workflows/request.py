@@ -142,14 +142,20 @@ class TARequestWorkflow:
         self._projected_seq = self._s.events[-1].seq if request.resume and self._s.events else 0
         self._closing = False
         self._side_tasks: list[asyncio.Task[None]] = []
-        self._sla = False
-        self._dedup_gate = False
-        self._rounds = False
-        self._four_eyes = False
-        self._lean = False
-        self._sa_diff = False
-        self._roster = False
-        self._baseline = False
+        # Which changes this run takes, decided here rather than in `run`: a signal delivered with the
+        # run's first task is handled before `run` starts, and must already know (its roster check).
+        self._baseline = workflow.patched(BASELINE_PATCH)
+        if self._baseline:  # every change below at once, under one marker
+            self._sla = self._dedup_gate = self._rounds = self._four_eyes = True
+            self._lean = self._sa_diff = self._roster = True
+        else:  # started before the baseline: each change as its own marker says
+            self._sla = workflow.patched(SLA_PATCH)
+            self._dedup_gate = workflow.patched(DEDUP_GATE_PATCH)
+            self._rounds = workflow.patched(ROUNDS_PATCH)
+            self._four_eyes = workflow.patched(FOUR_EYES_PATCH)
+            self._lean = workflow.patched(LEAN_PROJECTION_PATCH)
+            self._sa_diff = workflow.patched(SEARCH_ATTRIBUTE_DIFF_PATCH)
+            self._roster = workflow.patched(SIGNAL_ROSTER_PATCH)
         self._signal_turn = asyncio.Lock()
         self._projected_parts: dict[str, Any] = {}
         """LEAN_KEPT parts as the read model has them (patch "lean-projection")."""
@@ -163,18 +169,6 @@ class TARequestWorkflow:
 
     @workflow.run
     async def run(self, request: NewRequest) -> RequestState:
-        self._baseline = workflow.patched(BASELINE_PATCH)
-        if self._baseline:  # every change below at once, under one marker
-            self._sla = self._dedup_gate = self._rounds = self._four_eyes = True
-            self._lean = self._sa_diff = self._roster = True
-        else:  # started before the baseline: each change as its own marker says
-            self._sla = workflow.patched(SLA_PATCH)
-            self._dedup_gate = workflow.patched(DEDUP_GATE_PATCH)
-            self._rounds = workflow.patched(ROUNDS_PATCH)
-            self._four_eyes = workflow.patched(FOUR_EYES_PATCH)
-            self._lean = workflow.patched(LEAN_PROJECTION_PATCH)
-            self._sa_diff = workflow.patched(SEARCH_ATTRIBUTE_DIFF_PATCH)
-            self._roster = workflow.patched(SIGNAL_ROSTER_PATCH)
         if request.resume is None:
             self._record(  # with "search-attribute-diff", the next record publishes both
                 request.submitted_by,
@@ -209,11 +203,20 @@ class TARequestWorkflow:
         return self._s
 
     async def _drain(self, pump: asyncio.Task[None]) -> None:
-        """Finish handlers and side signals, flush the read model: before returning or continuing."""
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        await asyncio.gather(*self._side_tasks)
-        self._closing = True
-        await pump
+        """Finish handlers and side signals, flush the read model: before returning or continuing.
+
+        A signal that arrives during the last flush may still be asking the roster once the flush is
+        done (patch "signal-actor-roster"): it gets its answer and acts, and the read model is flushed
+        again, so no decision is dropped by the run ending."""
+        while True:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            await asyncio.gather(*self._side_tasks)
+            self._closing = True
+            await pump
+            if not self._roster or (workflow.all_handlers_finished() and not self._dirty()):
+                return
+            self._closing = False
+            pump = asyncio.create_task(self._projection_pump())
 
     def _history_is_long(self) -> bool:
         info = workflow.info()

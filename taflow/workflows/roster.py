@@ -19,8 +19,9 @@ with workflow.unsafe.imports_passed_through():
 SIGNAL_ROSTER_PATCH = "signal-actor-roster"
 """A decision signal applies only if its actor is on the roster (added after histories were recorded)."""
 ROSTER_TIMEOUT = timedelta(seconds=10)
-ROSTER_DEADLINE = timedelta(minutes=2)
-"""How long a signal waits for the roster (the database) before it is refused: ops send it again."""
+ROSTER_DEADLINE = timedelta(seconds=30)
+"""How long a signal waits for the roster (the database) before it is refused: ops send it again.
+Signals to one request take turns, so a later one waits for this one's answer too."""
 ROSTER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20))
 
 

@@ -125,11 +125,12 @@ async def test_an_answer_signalled_for_someone_off_the_roster_is_refused(
     child = env.client.get_workflow_handle_for(
         ExpertInvitationWorkflow.run, f"ta-invitation-{state.invitation.id}"
     )
-    impostor = Actor(subject="WT-EXP-404", organisation="WCO", role=Role.expert)  # no such expert
+    # a role that may answer for the expert, but no credential: only the roster can refuse it
+    impostor = Actor(subject="rocb-nobody", organisation="ROCB-AP", role=Role.rocb_officer)
     await child.signal(
         ExpertInvitationWorkflow.response_signal, InvitationResponse(accept=True, actor=impostor)
     )
-    await env.sleep(timedelta(minutes=1))  # the roster has answered
+    await env.sleep(timedelta(minutes=1))  # long enough for the roster to answer
     assert (await child.query(ExpertInvitationWorkflow.status)).status is InvitationStatus.pending
     expert = Actor(subject="WT-EXP-2", organisation="WCO", role=Role.expert)
     await child.signal(
@@ -137,4 +138,11 @@ async def test_an_answer_signalled_for_someone_off_the_roster_is_refused(
     )
     outcome = await child.result()
     assert outcome.status is InvitationStatus.declined and outcome.responded_by == expert
+    history = await child.fetch_history()
+    asked = [
+        e.activity_task_scheduled_event_attributes.input
+        for e in history.events
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "verify_actor"
+    ]
+    assert len(asked) == 2  # the impostor was asked about, and refused; then the expert
     await record_history(child, "invitation-impostor-refused")
