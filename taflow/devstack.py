@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -208,6 +209,32 @@ def stop_process(
             proc.wait()
     _signal_group(proc.pid, signal.SIGKILL)  # grandchildren that outlived their leader
     return proc.returncode
+
+
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LISTEN_PORTS = (20_000, 32_768)
+"""Where `free_port` looks when the kernel's ephemeral range is known: below it."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port of `host` that nothing listens on right now, for a server started next.
+
+    Not one the kernel hands out as the local port of outgoing connections (its ephemeral range,
+    32768-60999 on Linux): a port taken from there (by binding port 0) can be reused by any client's
+    connection before our server binds it, and the server then dies with "address already in use".
+    """
+    low, high = LISTEN_PORTS
+    with contextlib.suppress(OSError, ValueError):
+        ephemeral_low = int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+        high = min(high, ephemeral_low)
+    for port in random.SystemRandom().sample(range(low, high), k=min(200, high - low)):
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind((host, port))
+            return port
+    with socket.socket() as s:  # no range known, or all tried are busy: let the kernel choose
+        s.bind((host, 0))
+        chosen: int = s.getsockname()[1]
+        return chosen
 
 
 def port_accepts(host: str, port: int, *, timeout: float = 0.5) -> bool:

@@ -12,7 +12,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from taflow.devstack import (
     EmbeddedPostgres,
     Process,
     find_temporal_binary,
+    free_port,
     running_embedded_postgres_url,
     spawn,
     start_embedded_postgres,
@@ -44,14 +44,6 @@ NAMESPACE = "default"
 START_TIMEOUT_S = 60.0
 _SETUP = threading.Lock()
 """embedded-postgres and Alembic keep process-wide state: stacks started from threads take turns."""
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

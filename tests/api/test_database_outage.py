@@ -18,8 +18,8 @@ from temporalio.client import Client
 
 from taflow.api.problems import unavailable
 from taflow.db.session import make_engine
+from taflow.devstack import free_port
 from tests.api.conftest import Api, assert_problem, draft, make_app
-from tests.api.test_outages import free_port
 
 Auth = Callable[[str], dict[str, str]]
 

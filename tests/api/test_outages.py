@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -11,17 +10,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from taflow.devstack import free_port
 from taflow.temporal import DATA_CONVERTER
 from tests.api.conftest import Api, assert_problem, draft, make_app
 
 Auth = Callable[[str], dict[str, str]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

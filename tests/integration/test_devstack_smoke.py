@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from temporalio.client import Client
 from taflow.devstack import (
     ensure_search_attributes,
     find_temporal_binary,
+    free_port,
     list_search_attributes,
     port_accepts,
     spawn,
@@ -27,12 +27,6 @@ from taflow.devstack import (
 from taflow.settings import Settings
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _registered(address: str, namespace: str) -> dict[str, int]:
     client = await Client.connect(address, namespace=namespace)
     return {k: int(v) for k, v in (await list_search_attributes(client, namespace)).items()}
@@ -40,7 +34,7 @@ async def _registered(address: str, namespace: str) -> dict[str, int]:
 
 def test_dev_server_registers_search_attributes_and_reuses_its_sqlite_file(tmp_path: Path) -> None:
     started = time.monotonic()
-    settings = Settings(data_dir=tmp_path, temporal_port=_free_port(), temporal_ui_port=_free_port())
+    settings = Settings(data_dir=tmp_path, temporal_port=free_port(), temporal_ui_port=free_port())
     address = f"localhost:{settings.temporal_port}"
     wanted = {k: int(v) for k, v in wanted_search_attributes().items()}
 
@@ -61,7 +55,7 @@ def test_dev_server_registers_search_attributes_and_reuses_its_sqlite_file(tmp_p
 
 
 def test_missing_search_attributes_are_registered_through_the_operator_service() -> None:
-    port = _free_port()
+    port = free_port()
     bare = [str(find_temporal_binary()), "server", "start-dev", "--headless", "--port", str(port)]
     proc = spawn(bare, output=subprocess.DEVNULL)
     try:

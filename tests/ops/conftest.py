@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -41,13 +40,6 @@ def hurried_worker(client: Client, sessionmaker: async_sessionmaker[AsyncSession
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(taflow.worker, "DeadlineActivities", HurriedDeadlines)
         return taflow.worker.build_worker(client, sessionmaker, task_queue, Settings())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def visible(client: Client, query: str) -> list[str]:

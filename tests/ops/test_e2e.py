@@ -25,13 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 
+from taflow.devstack import free_port
 from taflow.domain.models import RequestState
 from taflow.observability.business import worker_runtime
 from taflow.observability.tracing import client_interceptors, instrument_app, make_provider
 from taflow.settings import Settings
 from taflow.temporal import DATA_CONVERTER, workflow_id
 from tests.api.conftest import Api, draft, make_app
-from tests.ops.conftest import Auth, at_stage, free_port, hurried_worker, visible, wait_for, wait_visible
+from tests.ops.conftest import Auth, at_stage, hurried_worker, visible, wait_for, wait_visible
 
 pytestmark = pytest.mark.e2e
 

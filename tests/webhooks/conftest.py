@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -21,18 +20,12 @@ from temporalio.client import Client
 from taflow.activities.webhooks import dispatcher_id, start_dispatcher
 from taflow.api.app import create_app
 from taflow.db.models import WebhookDeliveryRow
+from taflow.devstack import free_port
 from taflow.settings import Settings
 from taflow.worker import build_worker
 from tests.api.conftest import MAX_BODY, Api, auth, keys  # noqa: F401 (fixtures shared with the API tests)
 
 SM = async_sessionmaker[AsyncSession]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
