@@ -319,41 +319,6 @@ async def test_signal_from_someone_who_may_not_decide_is_recorded_not_applied(
     await record_history(handle, recorded_as)
 
 
-async def test_signals_take_turns(start_request: Callable[..., Any], record_history: Recorder) -> None:
-    """Two decisions sent at once: the first acts, the second is checked on what the first did."""
-    handle = await start_request()
-    await until_stage(handle, Stage.asec_review)
-    await clear_suspected_duplicates(handle)
-    await asyncio.gather(
-        handle.signal(
-            TARequestWorkflow.asec_review_signal,
-            AsecDecision(decision="request_changes", comment="add outcomes", actor=REVIEWER),
-        ),
-        handle.signal(TARequestWorkflow.asec_review_signal, AsecDecision(decision="approve", actor=REVIEWER)),
-    )
-
-    async def both_seen() -> RequestState:
-        while True:
-            s = await handle.query(TARequestWorkflow.status)
-            if any(e.kind == "refused" for e in s.events):
-                return s
-            await asyncio.sleep(0.05)
-
-    state = await asyncio.wait_for(both_seen(), 15)
-    refused = [e for e in state.events if e.kind == "refused"]
-    moved = [e for e in state.events if e.to_stage in (Stage.changes_requested, Stage.rocb_matching)]
-    assert len(refused) == 1 and refused[0].data["reason"] == "WrongStage"
-    assert len(moved) == 1 and state.stage is moved[0].to_stage
-    history = await handle.fetch_history()
-    asked = [
-        e
-        for e in history.events
-        if e.activity_task_scheduled_event_attributes.activity_type.name == "verify_actor"
-    ]
-    assert len(asked) == 1  # the second waited its turn, and its stage check refused it before the roster
-    await record_history(handle, "request-signals-in-turn")
-
-
 async def test_no_match_hold_and_resume(start_request: Callable[..., Any], record_history: Recorder) -> None:
     handle = await start_request()
     await approve(handle)
