@@ -80,9 +80,15 @@ def compile_workflow_modules_once() -> None:
 
 
 def build_worker(
-    client: Client, sessionmaker: async_sessionmaker[AsyncSession], task_queue: str, settings: Settings
+    client: Client,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    task_queue: str,
+    settings: Settings,
+    *,
+    credentials: async_sessionmaker[AsyncSession] | None = None,
 ) -> Worker:
-    """A worker with every workflow and activity; tests build theirs the same way."""
+    """A worker with every workflow and activity; tests build theirs the same way. `credentials`:
+    where `verify_actor` looks actors up, if not in `sessionmaker`'s database (a test of an outage)."""
     compile_workflow_modules_once()
     projection = ProjectionActivities(sessionmaker)
     dedup = DedupActivities(sessionmaker, window_days=settings.dedup_window_days)
@@ -90,7 +96,7 @@ def build_worker(
     notify = NotifyActivities(sessionmaker, settings.public_base_url)
     deadlines = DeadlineActivities(settings.sla_policy_file)
     webhooks = WebhookActivities(sessionmaker, settings)
-    actors = ActorActivities(sessionmaker)
+    actors = ActorActivities(credentials or sessionmaker)
     return Worker(
         client,
         task_queue=task_queue,

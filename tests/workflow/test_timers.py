@@ -14,13 +14,16 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from taflow.db.models import MeetingRow
+from taflow.db.session import make_engine, make_sessionmaker
+from taflow.devstack import free_port
 from taflow.domain.enums import InvitationStatus, Role, Stage
 from taflow.domain.models import Actor, AsecDecision, Completion, InvitationResponse, RocbDecision
 from taflow.settings import Settings
+from taflow.worker import build_worker
 from taflow.workflows.invitation import ExpertInvitationWorkflow
 from taflow.workflows.request import TARequestWorkflow
 from tests.workflow.conftest import REVIEWER, ROCB, clear_suspected_duplicates
-from tests.workflow.timeskip import Handle, running_worker, start, wait_for, wait_stage
+from tests.workflow.timeskip import Handle, end_started, running_worker, start, wait_for, wait_stage
 
 Recorder = Callable[[WorkflowHandle[Any, Any], str], Awaitable[None]]
 
@@ -146,3 +149,34 @@ async def test_an_answer_signalled_for_someone_off_the_roster_is_refused(
     ]
     assert len(asked) == 2  # the impostor was asked about, and refused; then the expert
     await record_history(child, "invitation-impostor-refused")
+
+
+async def test_a_signal_is_refused_when_the_roster_cannot_be_read(
+    time_skipping_env: WorkflowEnvironment,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    task_queue: str,
+    roster: None,
+    record_history: Recorder,
+) -> None:
+    """The credentials' database does not answer: the decision waits out ROSTER_DEADLINE, is refused
+    as `RosterUnavailable` (ops send it again), and the request stays where it was."""
+    env = time_skipping_env
+    nowhere = make_engine(f"postgresql+asyncpg://taflow@127.0.0.1:{free_port()}/taflow", pre_ping=False)
+    handle = await start(env, task_queue, f"TS-{task_queue}-5")
+    try:
+        async with build_worker(
+            env.client, sessionmaker, task_queue, Settings(), credentials=make_sessionmaker(nowhere)
+        ):
+            await wait_stage(env, handle, Stage.asec_review)
+            await handle.signal(
+                TARequestWorkflow.asec_review_signal,
+                AsecDecision(decision="reject", comment="out of scope", actor=REVIEWER),
+            )
+            state = await wait_for(env, handle, lambda s: any(e.kind == "refused" for e in s.events))
+            await end_started(env)
+    finally:
+        await nowhere.dispose()
+    refused = [e for e in state.events if e.kind == "refused"]
+    assert len(refused) == 1 and refused[0].data["reason"] == "RosterUnavailable"
+    assert state.stage is Stage.asec_review
+    await record_history(handle, "request-signal-roster-unavailable")
