@@ -66,8 +66,8 @@ TARGET = 0.85
 CONCURRENCY = 16
 PER_RUN = 1500
 RUNS = 7
-"""Runs of 500 differed by up to 20 % on this machine (the dev server's own pace wanders); runs of
-1,500, each pair on a fresh server, keep the per-pair ratios within about 0.1 of each other."""
+"""Runs of 500 on one server gave per-pair ratios from 0.65 to 0.94; runs of 1,500, each round on a
+fresh server, from 0.72 to 0.89 (the dev server's own pace still wanders)."""
 WARMUP = 40
 WARM_DEADLINE_S = 30.0
 RAW_QUEUE = "bench-raw"

@@ -28,7 +28,6 @@ class ExpertInvitationWorkflow:
     def __init__(self, invitation: InvitationInput) -> None:
         self._in = invitation
         self._outcome: InvitationOutcome | None = None
-        self._refused: list[str] = []
         # decided before any handler runs: a signal may come with the first task (see the request's)
         self._roster = workflow.patched(SIGNAL_ROSTER_PATCH)
 
@@ -92,7 +91,6 @@ class ExpertInvitationWorkflow:
                 await require_on_roster(response.actor)
                 self._check(response)
         except ApplicationError as refused:
-            self._refused.append(str(refused.message))
             workflow.logger.warning("invitation answer refused: %s", refused.message)
             return
         self._answer(response)

@@ -68,7 +68,7 @@ with workflow.unsafe.imports_passed_through():
     from taflow.domain.sla import Breach, ClockRequest, ClockResume, StageClock
     from taflow.temporal import invitation_workflow_id, workflow_id
     from taflow.workflows.invitation import ExpertInvitationWorkflow
-    from taflow.workflows.roster import SIGNAL_ROSTER_PATCH, require_on_roster
+    from taflow.workflows.roster import SIGNAL_ROSTER_PATCH, refusal, require_on_roster
 
 # Changes made after the first histories were recorded, each guarded for replay (tests/histories):
 SLA_PATCH = "sla-clocks"
@@ -114,10 +114,6 @@ WAITING_DETAILS: dict[Stage, str] = {
     Stage.awaiting_report: "Waiting for the completion report",
     Stage.dedup_check: "Checking for duplicate requests and catalogue activities",
 }
-
-
-def _refuse(kind: str, message: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
 
 
 @workflow.defn
@@ -591,7 +587,7 @@ class TARequestWorkflow:
         """The actor, if the signal names one and passes `check`; else None, the refusal recorded."""
         try:
             if actor is None:
-                raise _refuse("Forbidden", "a decision signal must name its actor")
+                raise refusal("Forbidden", "a decision signal must name its actor")
             check()
         except ApplicationError as refused:
             self._refuse_signal(name, actor, refused)
@@ -610,43 +606,43 @@ class TARequestWorkflow:
 
     def _expect(self, actor: Actor | None, stages: Iterable[Stage], roles: Iterable[Role]) -> Actor:
         if actor is None:
-            raise _refuse("Forbidden", "the decision carries no actor")
+            raise refusal("Forbidden", "the decision carries no actor")
         if actor.role not in set(roles):
-            raise _refuse("Forbidden", f"role {actor.role.value} may not take this decision")
+            raise refusal("Forbidden", f"role {actor.role.value} may not take this decision")
         allowed = set(stages)
         if self._s.stage not in allowed:
             names = ", ".join(sorted(s.value for s in allowed))
-            raise _refuse("WrongStage", f"request is at {self._s.stage.value}, expected {names}")
+            raise refusal("WrongStage", f"request is at {self._s.stage.value}, expected {names}")
         return actor
 
     def _own_requester(self, actor: Actor | None) -> None:
         if actor is not None and actor.organisation != self._s.member_state.value:
-            raise _refuse("Forbidden", "only the requesting member state may do this")
+            raise refusal("Forbidden", "only the requesting member state may do this")
 
     def _check_review(self, d: AsecDecision) -> None:
         actor = self._expect(d.actor, [Stage.asec_review], ASEC_DECIDERS)
         if self._four_eyes and actor.subject in self._parties():
-            raise _refuse(
+            raise refusal(
                 "Forbidden", "four-eyes: whoever submitted or amended a request cannot decide on it"
             )
         suspected = self._suspected_ids()
         if self._dedup_gate and d.decision is AsecVerdict.approve and suspected:
-            raise _refuse(
+            raise refusal(
                 "DuplicateUnresolved",
                 f"confirm ('duplicate') or dismiss the suspected duplicate(s) first: {', '.join(suspected)}",
             )
         if d.decision is AsecVerdict.dismiss:
             unknown = set(d.dismissed) - {c.id for c in (self._s.dedup.candidates if self._s.dedup else [])}
             if not suspected and not d.dismissed:
-                raise _refuse("InvalidDecision", "no suspected duplicate to dismiss")
+                raise refusal("InvalidDecision", "no suspected duplicate to dismiss")
             if unknown:
-                raise _refuse(
+                raise refusal(
                     "InvalidDecision", f"not a candidate of this request: {', '.join(sorted(unknown))}"
                 )
         if d.decision is AsecVerdict.duplicate and d.duplicate_of == self._s.request_id:
-            raise _refuse("InvalidDecision", "a request cannot duplicate itself")
+            raise refusal("InvalidDecision", "a request cannot duplicate itself")
         if d.decision is AsecVerdict.consolidate and d.consolidate_into == self._s.request_id:
-            raise _refuse("InvalidDecision", "a request cannot be consolidated into itself")
+            raise refusal("InvalidDecision", "a request cannot be consolidated into itself")
 
     def _parties(self) -> set[str]:
         return {self._s.submitted_by.subject} | {
@@ -666,9 +662,9 @@ class TARequestWorkflow:
     def _check_match(self, d: RocbDecision) -> None:
         self._expect(d.actor, [Stage.rocb_matching], [Role.rocb_officer])
         if self._rounds and d.decision is RocbVerdict.match and self._overrides(d) and not d.comment:
-            raise _refuse("InvalidDecision", "overriding the proposed experts needs a reason in `comment`")
+            raise refusal("InvalidDecision", "overriding the proposed experts needs a reason in `comment`")
         if d.decision is RocbVerdict.match and not self._invitees(d):
-            raise _refuse("InvalidDecision", "no expert to invite: name expert_ids or wait for a proposal")
+            raise refusal("InvalidDecision", "no expert to invite: name expert_ids or wait for a proposal")
 
     def _check_resumption(self, r: Resumption) -> None:
         self._expect(r.actor, [Stage.on_hold], RESUMERS)
@@ -676,7 +672,7 @@ class TARequestWorkflow:
     def _check_completion(self, c: Completion) -> None:
         self._expect(c.actor, [Stage.scheduled, Stage.awaiting_report], COMPLETERS)
         if c.delivered_on < self._s.submitted_at.date():
-            raise _refuse("InvalidDecision", "delivered_on is before the request was submitted")
+            raise refusal("InvalidDecision", "delivered_on is before the request was submitted")
 
     def _check_withdrawal(self, w: Withdrawal) -> None:
         self._expect(w.actor, _open_stages(), [Role.requester])
@@ -688,12 +684,12 @@ class TARequestWorkflow:
     def _check_hold(self, h: Hold) -> None:
         self._expect(h.actor, _open_stages(), ASEC_DECIDERS)
         if h.hold == self._s.held:
-            raise _refuse("WrongStage", "the request is already " + ("on hold" if h.hold else "running"))
+            raise refusal("WrongStage", "the request is already " + ("on hold" if h.hold else "running"))
 
     def _check_retime(self, r: Retiming) -> None:
         self._expect(r.actor, _open_stages(), [Role.ops, Role.asec_head])
         if self._s.clock is None:
-            raise _refuse("WrongStage", "no clock is running at this stage")
+            raise refusal("WrongStage", "no clock is running at this stage")
 
     def _overrides(self, d: RocbDecision) -> bool:
         proposed = [c.expert_id for c in self._s.match.candidates] if self._s.match else []

@@ -25,6 +25,12 @@ Signals to one request take turns, so a later one waits for this one's answer to
 ROSTER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20))
 
 
+def refusal(kind: str, message: str) -> ApplicationError:
+    """A decision refused for good (`kind`: WrongStage, Forbidden, UnknownActor...): an update's
+    validator raises it to the caller, a signal records it."""
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
 async def require_on_roster(actor: Actor) -> None:
     """Raise a non-retryable ApplicationError (`UnknownActor`, `RosterUnavailable`) unless the roster
     knows `actor`; callers record it as a refused signal."""
@@ -37,12 +43,6 @@ async def require_on_roster(actor: Actor) -> None:
             retry_policy=ROSTER_RETRY,
         )
     except ActivityError:
-        raise ApplicationError(
-            "the roster could not be read: send the signal again",
-            type="RosterUnavailable",
-            non_retryable=True,
-        ) from None
+        raise refusal("RosterUnavailable", "the roster could not be read: send the signal again") from None
     if not verdict.known:
-        raise ApplicationError(
-            f"{actor.subject} is not on the roster: {verdict.reason}", type="UnknownActor", non_retryable=True
-        )
+        raise refusal("UnknownActor", f"{actor.subject} is not on the roster: {verdict.reason}")
