@@ -12,8 +12,23 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taflow import authz
 from taflow.authz import Action, Reach
@@ -24,6 +39,7 @@ from taflow.db.models import (
     RequestRow,
     SubmissionRow,
 )
+from taflow.db.prepared import Pooled, Prepared
 from taflow.domain.enums import TERMINAL_STAGES, Role
 from taflow.domain.models import Actor
 
@@ -107,23 +123,58 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-async def get_request(session: AsyncSession, request_id: str, scope: Scope) -> RequestRow | None:
-    """One request, or None if it does not exist *or the caller may not see it* (the API answers 404)."""
-    return (
-        await session.execute(select(RequestRow).where(RequestRow.id == request_id, scope.clause()))
-    ).scalar_one_or_none()
+@dataclass(frozen=True)
+class RequestDocument:
+    """A request's read-model row and its timeline as JSON text, to be validated once by the reader
+    (`model_validate_json`) rather than decoded to Python objects first; scope checked by the caller."""
+
+    member_state: str
+    expert_id: str | None
+    waiting_on: str | None
+    state_json: str
+    timeline_json: str
+    """A JSON array of the timeline's entries in order, shaped as the API's `TimelineEntry`."""
 
 
-async def get_timeline(session: AsyncSession, request_id: str) -> list[RequestEventRow]:
-    return list(
-        (
-            await session.execute(
-                select(RequestEventRow)
-                .where(RequestEventRow.request_id == request_id)
-                .order_by(RequestEventRow.seq)
-            )
-        ).scalars()
+def _document() -> Prepared:
+    e = RequestEventRow
+    actor = func.json_build_object(
+        "subject", e.actor_subject, "organisation", e.actor_organisation, "role", e.actor_role
     )
+    data = func.coalesce(e.data, literal_column("'{}'::jsonb"))
+    at = func.to_char(func.timezone("UTC", e.at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')  # whatever the TimeZone
+    entry = func.json_build_object(
+        "seq", e.seq, "at", at, "kind", e.kind, "actor", actor, "from_stage", e.from_stage,
+        "to_stage", e.to_stage, "comment", e.comment, "data", data,
+    )  # fmt: skip
+    timeline = (
+        select(func.coalesce(func.json_agg(aggregate_order_by(entry, e.seq)), literal_column("'[]'::json")))
+        .where(e.request_id == RequestRow.id)
+        .scalar_subquery()
+    )
+    return Prepared.of(
+        select(
+            RequestRow.member_state,
+            RequestRow.expert_id,
+            RequestRow.waiting_on,
+            cast(RequestRow.state, Text).label("state"),
+            cast(timeline, Text).label("timeline"),
+        ).where(RequestRow.id == bindparam("id"))
+    )
+
+
+REQUEST_DOCUMENT = _document()
+
+
+async def get_request_document(
+    connection: AsyncConnection | Pooled, request_id: str
+) -> RequestDocument | None:
+    """One request for `GET /v1/requests/{id}`: one statement, one round trip, no transaction."""
+    rows = await REQUEST_DOCUMENT.fetch(connection, {"id": request_id})
+    if not rows:
+        return None
+    r = rows[0]
+    return RequestDocument(r["member_state"], r["expert_id"], r["waiting_on"], r["state"], r["timeline"])
 
 
 async def list_requests(

@@ -12,7 +12,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from taflow.api.routes.requests import TIMELINE
 from taflow.db.models import CatalogueActivityRow
+from taflow.db.read_queries import get_request_document
 from taflow.domain.enums import Stage
 from taflow.temporal import workflow_id
 from tests.api.conftest import assert_problem, draft, new_id, put_request
@@ -36,6 +38,29 @@ async def test_own_request_is_visible_with_its_timeline(
         assert body["timeline"][1]["to_stage"] == "asec_review"
         assert body["match"] is None and body["invitation"] is None
         assert body["duplicate_candidates"] == []
+
+
+async def test_timeline_times_are_utc_whatever_the_session_time_zone(
+    api: httpx.AsyncClient, auth: Auth, sessionmaker: SM
+) -> None:
+    """The GET's timeline is rendered to JSON by PostgreSQL, which writes times in the session's
+    TimeZone unless told otherwise: the answer must not depend on the server's setting."""
+    at = datetime(2026, 11, 29, 23, 30, 15, 123456, tzinfo=UTC)
+    rid = await put_request(sessionmaker, updated_at=at)
+    answer = await api.get(f"/v1/requests/{rid}", headers=auth("ASEC/ops"))
+    assert [e["at"] for e in answer.json()["timeline"]] == [
+        "2026-11-28T23:30:15.123456Z",
+        "2026-11-29T23:30:15.123456Z",
+    ]
+    async with sessionmaker() as session:
+        connection = await session.connection()
+        await connection.exec_driver_sql("SET TIME ZONE 'Asia/Bangkok'")
+        document = await get_request_document(connection, rid)
+        await session.rollback()
+    assert document is not None
+    times = [e.at for e in TIMELINE.validate_json(document.timeline_json)]
+    assert times == [at - timedelta(days=1), at]
+    assert all(t.utcoffset() == timedelta(0) for t in times)
 
 
 async def test_foreign_request_is_404_as_if_it_did_not_exist(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.client import Client
 
@@ -47,8 +47,7 @@ from taflow.db.read_queries import (
     RequestFilter,
     Scope,
     duplicate_target_exists,
-    get_request,
-    get_timeline,
+    get_request_document,
     list_requests,
     locate,
     open_request,
@@ -158,6 +157,8 @@ async def submit_request(
 
 # ---------------------------------------------------------------------------- read
 
+TIMELINE = TypeAdapter(list[TimelineEntry])
+
 
 @router.get(
     "/{request_id}",
@@ -177,46 +178,51 @@ async def submit_request(
 async def get_one(
     request_id: RequestId,
     caller: Annotated[Caller, Depends(allow(Action.read_request))],
+    request: Request,
     session: SessionDep,
     client: ClientDep,
     changes: ChangesDep,
-    response: Response,
     if_none_match: Annotated[
         str | None, Header(description="An `ETag` seen before: 304 while the request is unchanged")
     ] = None,
     prefer: Annotated[
         str | None, Header(description=f"`wait=N`: wait up to N seconds (<= {MAX_WAIT_SECONDS}) for a change")
     ] = None,
-) -> RequestView | Response:
+) -> Response:
     scope = Scope.of(caller.actor, caller.reach)
+    database: AsyncEngine = request.app.state.autocommit_engine
     wait = requested_wait(prefer) if if_none_match else 0.0
     deadline = time.monotonic() + wait
     async with changes.watching(request_id) as changed:
         while True:
             changed.clear()  # what is written after this read wakes the wait below
-            view = await _current(session, client, request_id, scope)
+            view = await _current(database, session, client, request_id, scope)
             etag = f'"{view.version}"'
             if if_none_match is None or not etag_matches(if_none_match, etag):
-                response.headers["ETag"] = etag
-                return view
+                # Serialised here: FastAPI would validate the view it was just given once more first.
+                body = view.model_dump_json(by_alias=True)
+                return Response(body, 200, {"ETag": etag}, media_type="application/json")
             left = deadline - time.monotonic()
             if left <= 0:
                 headers = {"ETag": etag} | ({"Preference-Applied": f"wait={wait:g}"} if wait else {})
                 return Response(status_code=304, headers=headers)
-            await session.commit()  # no connection held while waiting
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(left, RECHECK_SECONDS))
 
 
-async def _current(session: AsyncSession, client: Client, request_id: str, scope: Scope) -> RequestView:
+async def _current(
+    database: AsyncEngine, session: AsyncSession, client: Client, request_id: str, scope: Scope
+) -> RequestView:
     """The request as the caller may see it: the read model, or the workflow while the projection
     catches up."""
-    row = await get_request(session, request_id, scope)
-    if row is not None:
-        state = RequestState.model_validate(row.state)
-        events = await get_timeline(session, request_id)
-        timeline = [TimelineEntry.of_row(e) for e in events] if events else None
-        return RequestView.of_state(state, timeline=timeline, waiting_on=row.waiting_on)
+    async with pooled(database) as connection:  # one statement, no transaction; not held while waiting
+        document = await get_request_document(connection, request_id)
+    if document is not None:
+        if not scope.allows(document.member_state, document.expert_id):
+            raise _not_found(request_id)
+        state = RequestState.model_validate_json(document.state_json)
+        timeline = TIMELINE.validate_json(document.timeline_json) or None
+        return RequestView.of_state(state, timeline=timeline, waiting_on=document.waiting_on)
     submission = await find_submission(session, request_id)
     await session.commit()
     if submission is None or not scope.allows(submission.member_state, None):
