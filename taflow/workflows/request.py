@@ -93,6 +93,9 @@ BASELINE_PATCH = "baseline-2026-11-29"
 `TemporalChangeVersion` upsert for each patch a new workflow takes, 16 events for the eight changes.
 Workflows started before it keep deciding each change by its own marker. Later changes add their own
 patch again, until the next baseline takes them in."""
+BASELINE_2_PATCH = "baseline-2026-11-29b"
+"""The baseline, and: an invitation reaches the read model only once its workflow has started, so the
+expert (or ROCB A/P) who sees it there can answer it at once, never a 404 (`_invite`)."""
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -140,7 +143,8 @@ class TARequestWorkflow:
         self._side_tasks: list[asyncio.Task[None]] = []
         # Which changes this run takes, decided here rather than in `run`: a signal delivered with the
         # run's first task is handled before `run` starts, and must already know (its roster check).
-        self._baseline = workflow.patched(BASELINE_PATCH)
+        self._announce_started = workflow.patched(BASELINE_2_PATCH)
+        self._baseline = self._announce_started or workflow.patched(BASELINE_PATCH)
         if self._baseline:  # every change below at once, under one marker
             self._sla = self._dedup_gate = self._rounds = self._four_eyes = True
             self._lean = self._sa_diff = self._roster = True
@@ -153,6 +157,8 @@ class TARequestWorkflow:
             self._sa_diff = workflow.patched(SEARCH_ATTRIBUTE_DIFF_PATCH)
             self._roster = workflow.patched(SIGNAL_ROSTER_PATCH)
         self._signal_turn = asyncio.Lock()
+        self._held = False
+        """The read model waits: what it would show cannot be acted on yet (`_invite`)."""
         self._projected_parts: dict[str, Any] = {}
         """LEAN_KEPT parts as the read model has them (patch "lean-projection")."""
         self._sa_last: dict[str, Any] | None = None if request.resume else {}
@@ -1000,7 +1006,7 @@ class TARequestWorkflow:
         return projection, sent
 
     def _dirty(self) -> bool:
-        return self._s.version != self._projected_version
+        return self._s.version != self._projected_version and not self._held
 
     # ------------------------------------------------------------ stage work
 
@@ -1113,6 +1119,7 @@ class TARequestWorkflow:
         )
         self._s.invitation = info
         self._s.invitations.append(info)
+        self._held = self._announce_started  # until the invitation's workflow can take the answer
         self._record(
             SYSTEM_ACTOR,
             "invitation_sent",
@@ -1123,20 +1130,23 @@ class TARequestWorkflow:
                 "respond_by": respond_by.isoformat(),
             },
         )
-        child = await workflow.start_child_workflow(
-            ExpertInvitationWorkflow.run,
-            InvitationInput(
-                invitation_id=invitation_id,
-                request_id=self._s.request_id,
-                member_state=self._s.member_state,
-                title=self._s.draft.title,
-                expert_id=expert_id,
-                meeting=match.meeting,
-                respond_by=respond_by,
-            ),
-            id=invitation_workflow_id(invitation_id),
-            static_summary=f"Invitation {invitation_id}: {expert_id} for {self._s.request_id}",
-        )
+        try:
+            child = await workflow.start_child_workflow(
+                ExpertInvitationWorkflow.run,
+                InvitationInput(
+                    invitation_id=invitation_id,
+                    request_id=self._s.request_id,
+                    member_state=self._s.member_state,
+                    title=self._s.draft.title,
+                    expert_id=expert_id,
+                    meeting=match.meeting,
+                    respond_by=respond_by,
+                ),
+                id=invitation_workflow_id(invitation_id),
+                static_summary=f"Invitation {invitation_id}: {expert_id} for {self._s.request_id}",
+            )
+        finally:
+            self._held = False
         left = asyncio.create_task(
             workflow.wait_condition(lambda: self._s.stage is not Stage.expert_invitation)
         )

@@ -79,6 +79,30 @@ async def approve(handle: Handle) -> None:
     assert result.stage is Stage.rocb_matching
 
 
+async def announced_once_started(handle: Handle, invitation_ids: list[str]) -> None:
+    """No projection names an invitation before its workflow has started: whoever reads it in the
+    read model can answer it at once."""
+    started: set[str] = set()
+    announced: set[str] = set()
+    for event in (await handle.fetch_history()).events:
+        if event.HasField("child_workflow_execution_started_event_attributes"):
+            started.add(
+                event.child_workflow_execution_started_event_attributes.workflow_execution.workflow_id
+            )
+        scheduled = event.activity_task_scheduled_event_attributes
+        if event.HasField("activity_task_scheduled_event_attributes") and (
+            scheduled.activity_type.name == "project_request"
+        ):
+            data = b"".join(p.data for p in scheduled.input.payloads)
+            for iid in invitation_ids:
+                if f'"{iid}"'.encode() in data:
+                    assert invitation_workflow_id(iid) in started, (
+                        f"{iid} projected before its workflow started"
+                    )
+                    announced.add(iid)
+    assert announced == set(invitation_ids)
+
+
 async def test_approve_match_decline_next_accept_complete(
     start_request: Callable[..., Any],
     temporal_client: Client,
@@ -155,6 +179,7 @@ async def test_approve_match_decline_next_accept_complete(
         )
     assert row is not None and row.stage == "completed"
     assert [e.kind for e in events] == kinds
+    await announced_once_started(handle, [first.id, second])
     await record_history(handle, "request-decline-next-accept-complete")
     await record_history(inv, "invitation-declined")
     await record_history(inv2, "invitation-accepted")
