@@ -274,12 +274,14 @@ class Driver:
         body: dict[str, Any],
         who: str,
         deadline: float,
-    ) -> None:
-        """POST a decision until it is taken, or the request is seen past `at_stage`."""
+    ) -> dict[str, Any] | None:
+        """POST a decision until it is taken, or the request is seen past `at_stage`. The decision's
+        answer (the stage and version it left the request at), or None if an earlier attempt took it."""
         while True:
             resp = await self._call(trace, step, "POST", url, deadline, json=body, headers=self.headers(who))
             if resp.status_code == 200:
-                return
+                answer: dict[str, Any] = resp.json()
+                return answer
             kind = _problem_kind(resp)
             trace.note(f"{step}:{resp.status_code}:{kind}")
             if resp.status_code not in (404, 409, 422):
@@ -288,7 +290,7 @@ class Driver:
                 await self._dismiss_candidates(trace, rid, deadline)
                 continue
             if self.passed(await self._stage(trace, rid, deadline), at_stage):
-                return
+                return None
             if time.monotonic() > deadline:
                 raise StepFailed(f"{step}: still refused at the deadline ({resp.status_code} {kind})")
             if resp.status_code == 404:  # e.g. the invitation's workflow is not started yet: soon
@@ -317,11 +319,19 @@ class Driver:
         what: str,
         pred: Callable[[dict[str, Any]], bool],
         deadline: float,
+        answer: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Read the request (GET, the read model) until `pred` holds: each later `GET` waits for it to
-        change (`changed`); without that, the pause between polls grows to `max_pause_s`."""
+        change (`changed`); without that, the pause between polls grows to `max_pause_s`.
+
+        `answer`: a decision's answer (`id`, `stage`, `version`), which is as good as a first read for
+        what it says: no `GET` if it satisfies `pred`, else a wait for a version after its own."""
         pause = self.poll_s
-        view = await self.view(trace, rid, deadline)
+        if answer is not None:
+            self._etags[rid] = f'"{answer["version"]}"'
+            view: dict[str, Any] | None = answer
+        else:
+            view = await self.view(trace, rid, deadline)
         last = view
         while True:
             if view is not None and pred(view):
@@ -334,9 +344,16 @@ class Driver:
             last = view or last
             pause = min(pause * 1.5, self.max_pause_s)
 
-    async def wait_for_stage(self, trace: Trace, rid: str, stage: str, deadline: float) -> None:
+    async def wait_for_stage(
+        self, trace: Trace, rid: str, stage: str, deadline: float, answer: dict[str, Any] | None = None
+    ) -> None:
         await self.wait_for(
-            trace, rid, stage, lambda v: v["stage"] == stage or self.passed(v["stage"], stage), deadline
+            trace,
+            rid,
+            stage,
+            lambda v: v["stage"] == stage or self.passed(v["stage"], stage),
+            deadline,
+            answer,
         )
 
     async def lifecycle(self, trace: Trace, draft: dict[str, Any]) -> Trace:
@@ -358,7 +375,7 @@ class Driver:
                 ASEC,
                 deadline,
             )
-            await self.decide(
+            matched = await self.decide(
                 trace,
                 rid,
                 "match",
@@ -368,7 +385,9 @@ class Driver:
                 ROCB,
                 deadline,
             )
-            await self.wait_for(trace, rid, "invitation", lambda v: bool(v.get("invitation")), deadline)
+            await self.wait_for(
+                trace, rid, "invitation", lambda v: bool(v.get("invitation")), deadline, matched
+            )
             await self.decide(
                 trace,
                 rid,
@@ -381,7 +400,7 @@ class Driver:
             )
             await self.wait_for_stage(trace, rid, "scheduled", deadline)
             today = datetime.now(UTC).date().isoformat()
-            await self.decide(
+            completed = await self.decide(
                 trace,
                 rid,
                 "complete",
@@ -391,7 +410,7 @@ class Driver:
                 ROCB,
                 deadline,
             )
-            await self.wait_for_stage(trace, rid, "completed", deadline)
+            await self.wait_for_stage(trace, rid, "completed", deadline, completed)
             trace.completed_at = time.monotonic()
         except StepFailed as exc:
             trace.error = str(exc)
