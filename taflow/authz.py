@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -233,11 +233,10 @@ def organisation_hears_of(organisation: str, member_state: str | None) -> bool:
     return organisation in (Organisation.ASEC.value, Organisation.ROCB_AP.value)
 
 
-def four_eyes_conflict(action: Action, actor: Actor, excluded: Iterable[Actor]) -> bool:
-    """True when `actor` (by credential subject) already acted on the thing in a way that bars `action`."""
-    if not POLICY[action].four_eyes:
-        return False
-    return any(other.subject == actor.subject for other in excluded)
+def four_eyes_conflict(action: Action, actor: Actor, barred: Collection[str]) -> bool:
+    """True when `actor` (by credential subject) already acted on the thing in a way that bars `action`:
+    `barred` holds the subjects who submitted it or acted in one of the rule's `four_eyes` kinds."""
+    return bool(POLICY[action].four_eyes) and actor.subject in barred
 
 
 # ---------------------------------------------------------------------------- docs

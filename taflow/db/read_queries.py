@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Text,
     and_,
+    any_,
     bindparam,
     cast,
     exists,
@@ -302,16 +304,49 @@ class Located:
     request_id: str
     member_state: str
     expert_id: str | None
-    row: RequestRow | None
+    stage: str | None
+    """None: known only from `submissions`."""
+    barred: frozenset[str]
+    """Subjects who may not take the decision asked about (four-eyes): the submitter, and whoever
+    acted in one of the kinds of events `locate` was given."""
 
 
-async def locate(session: AsyncSession, request_id: str) -> Located | None:
-    row = await session.get(RequestRow, request_id)
-    if row is not None:
-        return Located(row.id, row.member_state, row.expert_id, row)
-    sub = await session.get(SubmissionRow, request_id)
-    if sub is not None:
-        return Located(sub.request_id, sub.member_state, None, None)
+def _located() -> Prepared:
+    e = RequestEventRow
+    actors = select(e.actor_subject).where(e.request_id == RequestRow.id, e.kind == any_(bindparam("kinds")))
+    return Prepared.of(
+        select(
+            RequestRow.member_state,
+            RequestRow.expert_id,
+            RequestRow.stage,
+            RequestRow.state["submitted_by"]["subject"].astext.label("submitted_by"),
+            func.array(actors.scalar_subquery()).label("actors"),
+        ).where(RequestRow.id == bindparam("id"))
+    )
+
+
+LOCATE_REQUEST = _located()
+LOCATE_SUBMISSION = Prepared.of(
+    select(SubmissionRow.member_state, SubmissionRow.submitted_by).where(
+        SubmissionRow.request_id == bindparam("id")
+    )
+)
+
+
+async def locate(
+    connection: AsyncConnection | Pooled, request_id: str, four_eyes: Collection[str] = ()
+) -> Located | None:
+    """The request a decision is about; `four_eyes`: the kinds of events whose actors it bars."""
+    rows = await LOCATE_REQUEST.fetch(connection, {"id": request_id, "kinds": list(four_eyes)})
+    if rows:
+        r = rows[0]
+        barred = {r["submitted_by"], *r["actors"]} if four_eyes else set()
+        return Located(request_id, r["member_state"], r["expert_id"], r["stage"], frozenset(barred))
+    rows = await LOCATE_SUBMISSION.fetch(connection, {"id": request_id})
+    if rows:
+        sub = rows[0]
+        barred = {sub["submitted_by"]} if four_eyes else set()
+        return Located(request_id, sub["member_state"], None, None, frozenset(barred))
     return None
 
 

@@ -282,44 +282,31 @@ async def _decide(
 ) -> DecisionView:
     """Reach, four-eyes and database checks here; stage, role and ownership are the workflow's validators'."""
     actor = caller.actor
-    located = await locate(session, request_id)
+    database = session.bind  # the session's engine, used without a session: no BEGIN or COMMIT
+    assert isinstance(database, AsyncEngine)
+    async with pooled(database) as connection:  # one or two statements
+        located = await locate(connection, request_id, authz.rule(caller.action).four_eyes)
     if located is None or not authz.sees_request(
         actor, caller.reach, located.member_state, located.expert_id
     ):
         raise _not_found(request_id)
     message = _message(body, actor)
-    await _four_eyes(session, caller, located)
+    if authz.four_eyes_conflict(caller.action, actor, located.barred):
+        raise ProblemError(
+            "four-eyes",
+            f"{actor.subject} submitted, amended or escalated {located.request_id} "
+            f"and may not also {authz.describe(caller.action)}",
+        )
     if check is not None:
         await check(session, located)
+        await session.commit()  # no connection held while the workflow decides
     closed = "the request is closed"
-    if located.row is not None and Stage(located.row.stage).is_terminal:
-        closed = f"the request is closed ({located.row.stage})"
-    await session.commit()  # no connection held while the workflow decides
+    if located.stage is not None and Stage(located.stage).is_terminal:
+        closed = f"the request is closed ({located.stage})"
     result = await run_update(
         client, workflow_id(request_id), update, message, DecisionResult, closed_detail=closed
     )
     return DecisionView(id=result.request_id, stage=result.stage, version=result.version)
-
-
-async def _four_eyes(session: AsyncSession, caller: Caller, located: Located) -> None:
-    """Whoever submitted, amended or escalated the request may not decide on it (taflow.authz)."""
-    kinds = authz.rule(caller.action).four_eyes
-    if not kinds:
-        return
-    excluded: list[Actor] = []
-    if located.row is not None:
-        state = RequestState.model_validate(located.row.state)
-        excluded += [state.submitted_by] + [e.actor for e in state.events if e.kind in kinds]
-    else:
-        submission = await find_submission(session, located.request_id)
-        if submission is not None:
-            excluded.append(Actor(subject=submission.submitted_by, organisation="", role=caller.actor.role))
-    if authz.four_eyes_conflict(caller.action, caller.actor, excluded):
-        raise ProblemError(
-            "four-eyes",
-            f"{caller.actor.subject} submitted, amended or escalated {located.request_id} "
-            f"and may not also {authz.describe(caller.action)}",
-        )
 
 
 def _review_check(body: AsecReviewBody) -> Check:
