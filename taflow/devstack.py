@@ -195,11 +195,41 @@ def _signal_group(pgid: int, sig: signal.Signals) -> bool:
     return True
 
 
+PROC = Path("/proc")
+
+
+def _state_and_group(stat: Path) -> tuple[str, int]:
+    """State letter and process group of a /proc/<pid>[/task/<tid>]/stat file."""
+    state, _parent, group, *_ = stat.read_text().rpartition(")")[2].split()
+    return state, int(group)
+
+
+def group_runs(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs. Zombies (exited, not yet reaped by whoever
+    inherited them) do not count, they hold no port and no file; but a process whose main thread
+    is a zombie while another of its threads is still exiting does: its files are not yet closed.
+    Without /proc, any member counts."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    if not PROC.is_dir():
+        return True
+    for stat in PROC.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError):
+            if _state_and_group(stat)[1] == pgid and any(
+                _state_and_group(task)[0] not in "ZX" for task in stat.parent.glob("task/*/stat")
+            ):
+                return True
+    return False
+
+
 def stop_process(
     proc: Process, *, sig: signal.Signals = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S
 ) -> int:
     """Send `sig` to the child's process group, SIGKILL it after `timeout`, then kill whatever is
-    left in the group. Returns the child's exit code."""
+    left in the group and wait (up to `timeout`) until none of it runs: a grandchild (a uvicorn
+    worker of the API) may hold a port the next start needs. Returns the child's exit code."""
     if proc.poll() is None:
         _signal_group(proc.pid, sig)
         try:
@@ -208,6 +238,9 @@ def stop_process(
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
     _signal_group(proc.pid, signal.SIGKILL)  # grandchildren that outlived their leader
+    deadline = time.monotonic() + timeout
+    while group_runs(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
     return proc.returncode
 
 
