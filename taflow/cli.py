@@ -125,17 +125,12 @@ def api(
     host: Annotated[str | None, typer.Option(help="default: TAFLOW_API_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="default: TAFLOW_API_PORT")] = None,
 ) -> None:
-    """Serve the HTTP API with uvicorn."""
-    import uvicorn
+    """Serve the HTTP API with uvicorn, in TAFLOW_API_WORKERS processes (default 2)."""
+    from taflow.api.serve import serve
 
     settings = _settings()
     _export_running_database_url(settings)
-    uvicorn.run(
-        "taflow.api.app:create_app",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-    )
+    serve(settings, host=host, port=port)
 
 
 @app.command("db-url")

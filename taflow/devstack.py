@@ -437,18 +437,10 @@ def worker_command() -> list[str]:
     return [sys.executable, "-m", "taflow.worker"]
 
 
-def api_command(settings: Settings) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "taflow.api.app:create_app",
-        "--factory",
-        "--host",
-        settings.api_host,
-        "--port",
-        str(settings.api_port),
-    ]
+def api_command(host: str, port: int, *options: str) -> list[str]:
+    """The API (taflow.api.serve: `api_workers` uvicorn processes in one process group) on host:port;
+    `options` are the launcher's (`--log-level warning`, `--no-access-log`)."""
+    return [sys.executable, "-m", "taflow.api.serve", "--host", host, "--port", str(port), *options]
 
 
 def api_is_healthy(settings: Settings) -> bool:
@@ -565,7 +557,7 @@ class DevStack:
             data_dir=s.data_dir,
         )
         self.start_child(stack, "worker", worker_command(), env, stop_signal=signal.SIGINT)
-        self.start_child(stack, "api", api_command(s), env)
+        self.start_child(stack, "api", api_command(s.api_host, s.api_port), env)
         self.wait_for_api()
 
     def preflight(self) -> None:

@@ -28,12 +28,21 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     public_base_url: str = "http://localhost:8000"
     max_body_bytes: int = 65_536
+    api_workers: int = Field(2, ge=1)
+    """uvicorn worker processes serving the API (taflow.api.serve). The front door is one Python event
+    loop per process: while it is busy (parsing, validating, answering) the calls queued behind it
+    wait, and a second process lets submissions overlap (figure 1 of `make bench` measures it: run it
+    with TAFLOW_API_WORKERS=1 and with 2); more than the host's CPUs buys nothing. 1: a single
+    process, exactly as before (no supervisor, no multiprocess metrics). Above 1 the processes share
+    the port, `/metrics` sums their counters (prometheus_client multiprocess mode) and the connection
+    budget below is shared out among them."""
     api_db_pre_ping: bool = False
     """Test every pooled connection with a round trip before the API uses it. Off: a connection that a
     PostgreSQL restart dropped fails its one call with 503 (Retry-After) and the pool is renewed."""
     api_db_pool_size: int = Field(20, ge=1)
-    """Connections the API keeps open (20 more open for bursts and close again). Keep it at or above
-    the calls a process serves at once: a connection opened per call costs more than the call."""
+    """Connections the API keeps open in all (20 more open for bursts and close again), shared out
+    among its `api_workers` processes (taflow.api.app.api_pool_share). Keep it at or above the calls
+    the API serves at once: a connection opened per call costs more than the call."""
     auth_cache_seconds: float = 5.0
     """How long the API trusts an API key it has looked up (per process); a revocation takes effect
     within this time. 0: look every key up on every call."""

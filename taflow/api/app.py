@@ -1,7 +1,8 @@
 """The FastAPI application: one Temporal client and one engine per process, made in the lifespan.
 
-Run with `uvicorn --factory taflow.api.app:create_app`. Tests inject the dev server's client and
-the test engine, which the lifespan then leaves open for their owner.
+Served by taflow.api.serve (`taflow api`): `uvicorn --factory taflow.api.app:create_app` in
+`api_workers` processes, each with its own client, engine and caches. Tests inject the dev server's
+client and the test engine, which the lifespan then leaves open for their owner.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from taflow.api.changes import RequestChanges
 from taflow.api.idempotency import IdempotencyMiddleware
 from taflow.api.problems import BodyLimitMiddleware, install_problem_handlers, problems_to_media_type
 from taflow.api.routes import health, inbox, invitations, requests, webhooks
-from taflow.db.session import autocommit, make_autocommit_sessionmaker, make_engine, make_sessionmaker
+from taflow.db.session import (
+    MAX_OVERFLOW,
+    autocommit,
+    make_autocommit_sessionmaker,
+    make_engine,
+    make_sessionmaker,
+)
 from taflow.observability.api import install_observability
 from taflow.settings import Settings, get_settings, resolve_database_url
 
@@ -43,6 +50,21 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def api_pool_share(settings: Settings) -> tuple[int, int]:
+    """This process's share of the API's connection budget: (pool size, burst connections).
+
+    The API as a whole keeps `api_db_pool_size` connections (default 20) and opens up to MAX_OVERFLOW
+    (20) more in bursts, however many processes serve it: each of its `api_workers` processes takes
+    its part (rounded up), plus one connection of its own that LISTENs for request changes. At one
+    process that is exactly the pool it always had (20 + 20 + 1); at the default two, 10 + 10 + 1
+    each, 42 in all. With the worker's 30 (pool 10 + 20 in bursts) the stack needs at most 72 of the
+    embedded PostgreSQL's `max_connections` of 100, which leaves 28 for migrations, the CLI, psql and
+    tests. Each further process adds only its LISTEN connection (and the rounding up).
+    """
+    workers = settings.api_workers
+    return -(-settings.api_db_pool_size // workers), -(-MAX_OVERFLOW // workers)
+
+
 def create_app(
     settings: Settings | None = None, *, client: Client | None = None, engine: AsyncEngine | None = None
 ) -> FastAPI:
@@ -51,12 +73,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
+        pool_size, max_overflow = api_pool_share(settings)
         eng = (
             engine
             if engine is not None
             else make_engine(
                 resolve_database_url(settings),
-                pool_size=settings.api_db_pool_size,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
                 pre_ping=settings.api_db_pre_ping,
             )
         )

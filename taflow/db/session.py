@@ -20,11 +20,17 @@ def libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
+MAX_OVERFLOW = 20
+"""Connections an engine opens beyond its pool in a burst (closed again when returned)."""
+
+
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = MAX_OVERFLOW, pre_ping: bool = True
+) -> AsyncEngine:
     """`pre_ping` tests each connection on checkout (three round trips with asyncpg: BEGIN, `;`,
     ROLLBACK). Without it, the first use of a connection a PostgreSQL restart dropped fails, and
     SQLAlchemy then discards every pooled connection made before the failure."""
-    return create_async_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=pre_ping)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

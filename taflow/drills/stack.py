@@ -3,7 +3,8 @@
 Unlike `taflow dev`, nothing here touches the developer's stack: PostgreSQL runs on a fresh data
 directory (unix socket inside it), the Temporal dev server and the API listen on free ports of
 127.0.0.1 only, and the worker and the API are child processes in their own process groups (so a
-`kill -9` reaches exactly them). Every method blocks; async callers use `asyncio.to_thread`.
+`kill -9` reaches exactly them, the API's uvicorn workers included). Every method blocks; async
+callers use `asyncio.to_thread`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy.engine import make_url
 from taflow.devstack import (
     EmbeddedPostgres,
     Process,
+    api_command,
     find_temporal_binary,
     free_port,
     running_embedded_postgres_url,
@@ -38,6 +40,7 @@ from taflow.devstack import (
     wait_for_port,
 )
 from taflow.domain.search_attributes import dev_server_flags
+from taflow.observability.multiprocess import MULTIPROCESS_DIR_ENV
 
 HOST = "127.0.0.1"
 NAMESPACE = "default"
@@ -100,6 +103,12 @@ class Stack:
     @property
     def temporal_db(self) -> Path:
         return self.root / "temporal.sqlite"
+
+    @property
+    def api_metrics_dir(self) -> Path:
+        """The API processes' metrics files when there are several (emptied at each start of the API;
+        here rather than in a temporary directory of the API's own, which a SIGKILL would leave)."""
+        return self.root / "api-metrics"
 
     def say(self, msg: str) -> None:
         if not self.quiet:
@@ -292,6 +301,8 @@ class Stack:
 
     @property
     def api_pid(self) -> int | None:
+        """The API's first process: the only one (TAFLOW_API_WORKERS=1), else uvicorn's supervisor,
+        whose children are the workers that serve (and leader of their process group)."""
         return self._api.process.pid if self._api is not None else None
 
     def kill_worker(self, sig: signal.Signals = signal.SIGKILL) -> None:
@@ -301,23 +312,12 @@ class Stack:
             self.say(f"worker stopped ({sig.name})")
 
     def api_command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "taflow.api.app:create_app",
-            "--factory",
-            "--host",
-            HOST,
-            "--port",
-            str(self.api_port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        """The API in TAFLOW_API_WORKERS processes (from `api_env` or our environment; default 2)."""
+        return api_command(HOST, self.api_port, "--no-access-log", "--log-level", "warning")
 
     def start_api(self) -> None:
-        self._api = self._spawn("api", self.api_command(), self.child_env(self.api_env))
+        env = self.child_env({MULTIPROCESS_DIR_ENV: str(self.api_metrics_dir), **self.api_env})
+        self._api = self._spawn("api", self.api_command(), env)
         self.wait_for_api()
         self.say(f"API up on {self.api_url} (pid {self._api.process.pid})")
 
@@ -336,6 +336,7 @@ class Stack:
             time.sleep(0.1)
 
     def kill_api(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Signal the API's whole process group (supervisor and workers); back when none of it runs."""
         if self._api is not None:
             stop_process(self._api.process, sig=sig, timeout=10.0)
             self._api = None

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taflow.db.models import RequestRow
 from taflow.observability.logs import configure_logging
-from taflow.observability.metrics import API_REGISTRY, observe_http, route_template, set_requests_by_stage
+from taflow.observability.metrics import observe_http, route_template, served_registry, set_requests_by_stage
 from taflow.observability.tracing import instrument_app, setup_tracing
 from taflow.settings import Settings
 
@@ -95,13 +95,14 @@ router = APIRouter(tags=["health"])
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: HTTP metrics of this process and the requests by stage (read model)."""
+    """Prometheus text format: HTTP metrics (of every API process when there are several) and the
+    requests by stage (read model, read now)."""
     try:
         counts = await asyncio.wait_for(stage_counts(request.app.state.sessionmaker), STAGE_COUNT_TIMEOUT_S)
         set_requests_by_stage(counts)
     except Exception as exc:  # the database is down: still serve the HTTP metrics
         log.warning("requests by stage unavailable", error=str(exc))
-    return Response(generate_latest(API_REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(served_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 def install_observability(app: FastAPI, settings: Settings) -> None:

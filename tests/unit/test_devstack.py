@@ -99,17 +99,16 @@ def test_child_env_points_children_at_the_resolved_servers_without_touching_the_
 def test_worker_and_api_run_with_this_interpreter() -> None:
     s = Settings(api_host="0.0.0.0", api_port=8123)
     assert worker_command() == [sys.executable, "-m", "taflow.worker"]
-    assert api_command(s) == [
+    assert api_command(s.api_host, s.api_port) == [
         sys.executable,
         "-m",
-        "uvicorn",
-        "taflow.api.app:create_app",
-        "--factory",
+        "taflow.api.serve",
         "--host",
         "0.0.0.0",
         "--port",
         "8123",
     ]
+    assert api_command("127.0.0.1", 1, "--no-access-log")[-1] == "--no-access-log"
     assert api_url(s) == "http://localhost:8123"
     assert browser_host("127.0.0.1") == "127.0.0.1"
 
