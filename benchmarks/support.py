@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -204,7 +205,8 @@ def py_spy() -> Path | None:
 
 @dataclass
 class Profile:
-    """`py-spy record --format raw` of one process for the length of a run."""
+    """`py-spy record --format raw` of one process and its children (`--subprocesses`: the API's
+    uvicorn workers, whose samples add up in one file) for the length of a run."""
 
     name: str
     pid: int
@@ -229,6 +231,7 @@ class Profile:
             "--format",
             "raw",
             "--nonblocking",
+            "--subprocesses",
             "-o",
             str(self.out),
         ]
@@ -284,6 +287,11 @@ def _package(frame: str) -> str:
     return "other"
 
 
+PROCESS_FRAMES = re.compile(r'^(?:process \d+:".*?";)+')
+"""The roots `--subprocesses` puts on each stack (`process <pid>:"<command line>"`, parent first):
+left out, the samples of every process add up (a command line may hold `;`, the frame separator)."""
+
+
 def where_time_goes(raw: Path, top: int = 12) -> str:
     """From py-spy's collapsed stacks: share of samples by package (self time) and the hottest
     frames of our own code (inclusive)."""
@@ -299,7 +307,7 @@ def where_time_goes(raw: Path, top: int = 12) -> str:
         if not stack or not count_s.isdigit():
             continue
         count = int(count_s)
-        frames = stack.split(";")
+        frames = PROCESS_FRAMES.sub("", stack).split(";")
         leaf = frames[-1]
         if any(leaf.startswith(f"{name} (") and where in leaf for name, where in IDLE_FRAMES):
             idle += count
@@ -356,12 +364,13 @@ def elapsed(started: float) -> float:
 
 
 def stack_processes(stack: Stack, extra: dict[str, int] | None = None) -> dict[str, list[int]]:
-    """Pids by role: the API, the worker, the Temporal dev server, PostgreSQL's postmaster, us."""
+    """Pids by role: the API (uvicorn's supervisor and its workers: call this once the API is up),
+    the worker, the Temporal dev server, PostgreSQL's postmaster, us."""
     import psutil
 
     roles: dict[str, list[int]] = {"load generator (this process)": [os.getpid()]}
     if stack.api_pid:
-        roles["API (uvicorn)"] = [stack.api_pid]
+        roles["API (uvicorn)"] = process_tree(stack.api_pid)
     if stack.worker_pid:
         roles["worker"] = [stack.worker_pid]
     if stack.temporal_pid:
@@ -376,6 +385,16 @@ def stack_processes(stack: Stack, extra: dict[str, int] | None = None) -> dict[s
     for name, pid in (extra or {}).items():
         roles[name] = [pid]
     return roles
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (the API's uvicorn workers); just `pid` if it is gone."""
+    import psutil
+
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return [pid]
 
 
 def cpu_seconds(roles: dict[str, list[int]]) -> dict[tuple[str, int], float]:
