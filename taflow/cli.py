@@ -125,7 +125,7 @@ def api(
     host: Annotated[str | None, typer.Option(help="default: TAFLOW_API_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="default: TAFLOW_API_PORT")] = None,
 ) -> None:
-    """Serve the HTTP API with uvicorn, in TAFLOW_API_WORKERS processes (default 2)."""
+    """Serve the HTTP API with uvicorn, in TAFLOW_API_WORKERS processes (default 1)."""
     from taflow.api.serve import serve
 
     settings = _settings()

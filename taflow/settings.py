@@ -28,14 +28,14 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     public_base_url: str = "http://localhost:8000"
     max_body_bytes: int = 65_536
-    api_workers: int = Field(2, ge=1)
+    api_workers: int = Field(1, ge=1)
     """uvicorn worker processes serving the API (taflow.api.serve). The front door is one Python event
-    loop per process: while it is busy (parsing, validating, answering) the calls queued behind it
-    wait, and a second process lets submissions overlap (figure 1 of `make bench` measures it: run it
-    with TAFLOW_API_WORKERS=1 and with 2); more than the host's CPUs buys nothing. 1: a single
-    process, exactly as before (no supervisor, no multiprocess metrics). Above 1 the processes share
-    the port, `/metrics` sums their counters (prometheus_client multiprocess mode) and the connection
-    budget below is shared out among them."""
+    loop per process; a host with CPUs to spare can give it more, so calls proceed while one process
+    is busy. 1 (the default): a single process, no supervisor, no multiprocess metrics. On a 2-core
+    host that also runs Temporal, PostgreSQL and the worker, a second process cost more CPU than it
+    saved (figure 1 of `make bench`, 2026-11-29: API/raw 0.96 with one process, 0.82 with two;
+    figure 2: 0.80 and 0.71). Above 1 the processes share the port, `/metrics` sums their counters
+    (prometheus_client multiprocess mode) and the connection budget below is shared out among them."""
     api_db_pre_ping: bool = False
     """Test every pooled connection with a round trip before the API uses it. Off: a connection that a
     PostgreSQL restart dropped fails its one call with 503 (Retry-After) and the pool is renewed."""

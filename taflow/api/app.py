@@ -56,7 +56,7 @@ def api_pool_share(settings: Settings) -> tuple[int, int]:
     The API as a whole keeps `api_db_pool_size` connections (default 20) and opens up to MAX_OVERFLOW
     (20) more in bursts, however many processes serve it: each of its `api_workers` processes takes
     its part (rounded up), plus one connection of its own that LISTENs for request changes. At one
-    process that is exactly the pool it always had (20 + 20 + 1); at the default two, 10 + 10 + 1
+    process (the default) that is the pool it always had (20 + 20 + 1); at two, 10 + 10 + 1
     each, 42 in all. With the worker's 30 (pool 10 + 20 in bursts) the stack needs at most 72 of the
     embedded PostgreSQL's `max_connections` of 100, which leaves 28 for migrations, the CLI, psql and
     tests. Each further process adds only its LISTEN connection (and the rounding up).

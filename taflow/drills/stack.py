@@ -312,7 +312,7 @@ class Stack:
             self.say(f"worker stopped ({sig.name})")
 
     def api_command(self) -> list[str]:
-        """The API in TAFLOW_API_WORKERS processes (from `api_env` or our environment; default 2)."""
+        """The API in TAFLOW_API_WORKERS processes (from `api_env` or our environment; default 1)."""
         return api_command(HOST, self.api_port, "--no-access-log", "--log-level", "warning")
 
     def start_api(self) -> None:

@@ -1,4 +1,4 @@
-"""The API in two uvicorn worker processes (TAFLOW_API_WORKERS=2, the default), as the drill stack
+"""The API in two uvicorn worker processes (TAFLOW_API_WORKERS=2), as the drill stack
 runs it: both serve, `/metrics` sums what each counted and reports the requests by stage once, a
 SIGKILL of the API takes all of it down and a restart serves again with fresh counters; and with
 TAFLOW_API_WORKERS=1 one process serves alone, as before."""

@@ -57,5 +57,5 @@ def test_the_api_shares_one_connection_budget_among_its_processes(
     assert workers * (size + burst + 1) <= pool + MAX_OVERFLOW + 3 * workers  # + LISTEN + rounding
 
 
-def test_two_processes_by_default() -> None:
-    assert Settings.model_fields["api_workers"].default == 2
+def test_one_process_by_default() -> None:
+    assert Settings.model_fields["api_workers"].default == 1
