@@ -325,7 +325,8 @@ class Driver:
         change (`changed`); without that, the pause between polls grows to `max_pause_s`.
 
         `answer`: a decision's answer (`id`, `stage`, `version`), which is as good as a first read for
-        what it says: no `GET` if it satisfies `pred`, else a wait for a version after its own."""
+        what it says: no `GET` if it satisfies `pred`, else a wait for a version after its own. What
+        satisfied `pred`: the request as read, or that answer."""
         pause = self.poll_s
         if answer is not None:
             self._etags[rid] = f'"{answer["version"]}"'

@@ -1119,7 +1119,6 @@ class TARequestWorkflow:
         )
         self._s.invitation = info
         self._s.invitations.append(info)
-        self._held = self._announce_started  # until the invitation's workflow can take the answer
         self._record(
             SYSTEM_ACTOR,
             "invitation_sent",
@@ -1130,6 +1129,9 @@ class TARequestWorkflow:
                 "respond_by": respond_by.isoformat(),
             },
         )
+        # The read model shows the invitation once its workflow can take the answer. No await since
+        # the record above: the projection pump has not seen it yet.
+        self._held = self._announce_started
         try:
             child = await workflow.start_child_workflow(
                 ExpertInvitationWorkflow.run,
