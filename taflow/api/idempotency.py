@@ -2,8 +2,10 @@
 
 The first request with a key claims it (taflow.db.idempotency) and runs; its answer, if successful
 (2xx), is stored before it is sent, and every later request with the same key and the same call
-(method, path, canonical JSON body) gets exactly that answer again, status and body, with
-`Idempotent-Replayed: true`. Requests that arrive while the first is still running wait for it.
+(method, path, canonical JSON body) gets that answer again, body and headers, with
+`Idempotent-Replayed: true`; a `201 Created` comes back as `200 OK`, since the retry created nothing
+(DESIGN section 3: "same key and body again: 200 with the same id"). Requests that arrive while the
+first is still running wait for it.
 Another call under a used key is a 409 `idempotency-conflict`. A failed call (4xx, 5xx, an
 exception) releases its key, so the client may retry with it.
 
@@ -49,6 +51,16 @@ LOCK = timedelta(seconds=10)
 """How long a claim stays exclusive after its last heartbeat: a process that dies mid-call frees its
 keys this long after, and a retry then takes over."""
 HEARTBEAT_SECONDS = 3.0
+
+
+def replayed_status(first: int) -> int:
+    """The status a replay answers: the first call's, but 200 for its 201 (nothing is created again)."""
+    return 200 if first == 201 else first
+
+
+def replayed_response(model: type[Any], what: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entry of a creating call's replay (`responses=`)."""
+    return {200: {"model": model, "description": f"A retry with the same Idempotency-Key and body: {what}"}}
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -256,7 +268,8 @@ async def _replay(answer: store.Replay, send: Send) -> None:
         (REPLAYED.lower().encode(), b"true"),
         (b"content-length", str(len(answer.body)).encode()),
     ]
-    await send({"type": "http.response.start", "status": answer.status_code, "headers": headers})
+    status = replayed_status(answer.status_code)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": answer.body, "more_body": False})
 
 

@@ -336,5 +336,8 @@ async def test_health_and_openapi(api: httpx.AsyncClient) -> None:
     post = schema["paths"]["/v1/requests"]["post"]
     assert post["requestBody"]["content"]["application/json"]["examples"]
     assert {"201", "409", "422", "401", "403", "503"} <= set(post["responses"])
-    assert "200" not in post["responses"]  # a replay answers 201 too, as the first call did
+    assert "Idempotency-Key" in post["responses"]["200"]["description"]  # a replay: 200, nothing created
+    assert post["responses"]["200"]["content"]["application/json"]["schema"] == (
+        post["responses"]["201"]["content"]["application/json"]["schema"]
+    )
     assert (await api.get("/docs")).status_code == 200

@@ -18,7 +18,7 @@ from taflow import authz
 from taflow.api.auth import Caller, allow
 from taflow.api.changes import MAX_WAIT_SECONDS, RECHECK_SECONDS, etag_matches, requested_wait
 from taflow.api.deps import ChangesDep, ClientDep, SessionDep
-from taflow.api.idempotency import IDEMPOTENT, REPLAYED, IdempotencyKey
+from taflow.api.idempotency import IDEMPOTENT, REPLAYED, IdempotencyKey, replayed_response, replayed_status
 from taflow.api.problems import ProblemError, field_errors, problem_responses
 from taflow.api.schemas import (
     DRAFT_EXAMPLE,
@@ -92,11 +92,12 @@ middleware leaves them alone, which saves its claim and finish round trips on ev
     summary="Submit a TA request",
     description="The member state comes from the credential. With an `Idempotency-Key`, a retry with the "
     "same body, from this or another credential of the same member state, gets the first answer again "
-    "(201, the same body and Location, `Idempotent-Replayed: true`), also when the first call failed "
+    "(200, the same body and Location, `Idempotent-Replayed: true`), also when the first call failed "
     "after the submission was recorded (its workflow is started then if it had not been); another body "
     "under the same key answers 409 `idempotency-conflict`.\n\n" + authz.who(Action.submit_request),
     response_model=SubmissionView,
-    responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
+    responses=replayed_response(SubmissionView, "the first answer again, nothing created")
+    | problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
 )
 async def submit_request(
     draft: Annotated[
@@ -152,7 +153,8 @@ async def submit_request(
         href=href,
     )
     # Serialised here: FastAPI would validate the view it was just given once more first.
-    return Response(view.model_dump_json(by_alias=True), 201, headers, media_type="application/json")
+    status = 201 if submission.created else replayed_status(201)
+    return Response(view.model_dump_json(by_alias=True), status, headers, media_type="application/json")
 
 
 # ---------------------------------------------------------------------------- read

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from taflow import authz
 from taflow.api.auth import Caller, allow
 from taflow.api.deps import SessionDep, SettingsDep
-from taflow.api.idempotency import IDEMPOTENT
+from taflow.api.idempotency import IDEMPOTENT, replayed_response
 from taflow.api.problems import FieldError, ProblemError, problem_responses
 from taflow.api.webhook_schemas import (
     DeliveryPageView,
@@ -69,7 +69,8 @@ async def _own_webhook(session: SessionDep, caller: Caller, webhook_id: str) -> 
     "Standard Webhooks scheme (`webhook-id`, `webhook-timestamp`, `webhook-signature` headers). "
     "The secret is shown in this answer only. See docs/webhooks.md.\n\n" + authz.who(Action.create_webhook),
     response_model=WebhookCreatedView,
-    responses=problem_responses(400, 401, 403, 409, 413, 415, 422),
+    responses=replayed_response(WebhookCreatedView, "the first answer again (its secret too)")
+    | problem_responses(400, 401, 403, 409, 413, 415, 422),
     dependencies=[IDEMPOTENT],
 )
 async def create_webhook(
