@@ -287,7 +287,7 @@ def _package(frame: str) -> str:
     return "other"
 
 
-PROCESS_FRAMES = re.compile(r'^(?:process \d+:".*?";)+')
+PROCESS_FRAMES = re.compile(r'^(?:process \d+:".*?"(?:;|$))+')
 """The roots `--subprocesses` puts on each stack (`process <pid>:"<command line>"`, parent first):
 left out, the samples of every process add up (a command line may hold `;`, the frame separator)."""
 
@@ -309,14 +309,16 @@ def where_time_goes(raw: Path, top: int = 12) -> str:
         count = int(count_s)
         frames = PROCESS_FRAMES.sub("", stack).split(";")
         leaf = frames[-1]
-        if any(leaf.startswith(f"{name} (") and where in leaf for name, where in IDLE_FRAMES):
+        if not leaf or any(  # not leaf: no Python frame under the process's root (not running Python)
+            leaf.startswith(f"{name} (") and where in leaf for name, where in IDLE_FRAMES
+        ):
             idle += count
             continue
         total += count
         by_package[_package(leaf)] += count
         self_frames[_short(leaf)] += count
         for f in dict.fromkeys(
-            fr for fr in frames if "taflow/" in fr and not fr.startswith(("<module>", "main "))
+            fr for fr in frames if "taflow/" in fr and not fr.startswith(("<module>", "main ", "serve ("))
         ):
             ours[_short(f)] += count
     if total == 0:
