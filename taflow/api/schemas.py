@@ -18,14 +18,13 @@ from pydantic import (
     model_validator,
 )
 
-from taflow.db.models import RequestEventRow, RequestRow
+from taflow.db.models import RequestRow
 from taflow.domain.enums import (
     AsecVerdict,
     InvitationStatus,
     MemberState,
     Modality,
     RocbVerdict,
-    Role,
     SpcdPriority,
     Stage,
     Topic,
@@ -356,21 +355,6 @@ class TimelineEntry(BaseModel):
     to_stage: Stage | None = None
     comment: str = ""
     data: dict[str, Any] = {}
-
-    @classmethod
-    def of_row(cls, row: RequestEventRow) -> TimelineEntry:
-        return cls(
-            seq=row.seq,
-            at=row.at,
-            kind=row.kind,
-            actor=Actor(
-                subject=row.actor_subject, organisation=row.actor_organisation, role=Role(row.actor_role)
-            ),
-            from_stage=Stage(row.from_stage) if row.from_stage else None,
-            to_stage=Stage(row.to_stage) if row.to_stage else None,
-            comment=row.comment,
-            data=row.data or {},
-        )
 
     @classmethod
     def of_event(cls, event: AuditEvent) -> TimelineEntry:

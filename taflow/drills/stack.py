@@ -38,6 +38,7 @@ from taflow.devstack import (
     stop_embedded_postgres,
     stop_process,
     wait_for_port,
+    worker_command,
 )
 from taflow.domain.search_attributes import dev_server_flags
 from taflow.observability.multiprocess import MULTIPROCESS_DIR_ENV
@@ -286,9 +287,7 @@ class Stack:
             return Child(name, spawn(cmd, env=env, output=fh), log)
 
     def start_worker(self) -> None:
-        self._worker = self._spawn(
-            "worker", [sys.executable, "-m", "taflow.worker"], self.child_env(self.worker_env)
-        )
+        self._worker = self._spawn("worker", worker_command(), self.child_env(self.worker_env))
         self.say(f"worker started (pid {self._worker.process.pid})")
 
     @property
