@@ -4,11 +4,11 @@
 API: the drills' driver (`taflow.drills.driver`) walks each request from `POST /v1/requests` to
 `completed` over HTTP (submission, ASEC approval, ROCB match, the expert's acceptance on the
 invitation child workflow, the completion report), polling `GET /v1/requests/{id}` where it must
-wait, exactly as a partner system would; our worker process runs the workflows. Raw: one API
-lifecycle is recorded first and its histories counted (`Shape.of_histories`): the bare workflow
-then has the same activities between the same waits, the same updates, signals, timers and child
-workflow, all with empty bodies, run by its own worker process on the same dev server and driven by
-a bare `temporalio` client. Runs alternate API/raw.
+wait, exactly as a partner system would; our worker process runs the workflows. Raw: API
+lifecycles are recorded first and their histories counted (`Shape.of_histories`, `Shape.typical`):
+the bare workflow then has the same activities between the same waits, the same updates, signals,
+timers and child workflow, all with empty bodies, run by its own worker process on the same dev
+server and driven by a bare `temporalio` client. Runs alternate API/raw.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ RUNS = 7
 """Single pairs of runs gave ratios from 0.63 to 0.71 on one invocation: seven make the medians hold."""
 RAW_QUEUE = "bench-raw"
 SAMPLE_HISTORIES = 20
+CALIBRATION = 11
+"""API lifecycles recorded for the bare shape (`Shape.typical`); odd, so each median is one of them."""
 
 COUNTED = {
     "activity_task_scheduled_event_attributes": "activities",
@@ -72,6 +74,13 @@ COUNTED = {
     "marker_recorded_event_attributes": "markers (patches)",
     "workflow_task_completed_event_attributes": "workflow tasks",
 }
+
+
+def activity_spread(parent_counts: list[Counter[str]]) -> str:
+    activities = sorted(c["activities"] for c in parent_counts)
+    if not activities:
+        return "none sampled"
+    return f"median {statistics.median(activities):g} (from {activities[0]} to {activities[-1]})"
 
 
 def counts(history: WorkflowHistory) -> Counter[str]:
@@ -128,13 +137,11 @@ async def measure(stack: Stack, raw_worker: RawWorker) -> dict[str, Any]:
     client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
     raw_client = await Client.connect(stack.temporal_address)
 
-    # calibrate: one real lifecycle gives the shape of the bare one
-    _, _, traces = await api_run(stack, 1, seed=0)
-    rid = traces[0].request_id
-    assert rid is not None
-    parent, child = await histories(client, rid)
-    shape = Shape.of_histories(parent, child)
-    say(f"lifecycle shape: {shape}")
+    # calibrate: real lifecycles, run together as under load, give the shape of the bare one
+    _, _, traces = await api_run(stack, CALIBRATION, seed=0)
+    recorded = [Shape.of_histories(*await histories(client, t.request_id)) for t in traces if t.request_id]
+    shape = Shape.typical(recorded)
+    say(f"lifecycle shape: {shape} (activities in the sample: {sorted(s.activities for s in recorded)})")
     await raw_run(raw_client, shape, 2)
     await api_run(stack, min(n, 8), seed=1)  # warm-up
     await raw_run(raw_client, shape, min(n, 8))
@@ -179,6 +186,7 @@ async def measure(stack: Stack, raw_worker: RawWorker) -> dict[str, Any]:
         "runs": runs,
         "n": n,
         "shape": shape,
+        "calibration": sorted(s.activities for s in recorded),
         "rates": rates,
         "durations": durations,
         "cpu": cpu_table(meters, {"API": n * runs, "raw": n * runs}, "lifecycle")
@@ -217,7 +225,9 @@ def render(m: dict[str, Any]) -> tuple[str, dict[str, float]]:
         [
             f"{m['runs']} runs of {m['n']} lifecycles each, {CONCURRENCY} in flight, "
             "alternating API and raw. "
-            f"Bare shape (from a recorded API lifecycle): activities per segment {shape.segments}, "
+            f"Bare shape (the typical one of {len(m['calibration'])} API lifecycles recorded together, "
+            f"whose activities numbered {m['calibration'][0]} to {m['calibration'][-1]}; "
+            f"`Shape.typical`): activities per segment {shape.segments}, "
             f"waits {shape.waits}, {shape.timers} timers, {shape.signals} signals; child: "
             f"{shape.child_activities} activity, {shape.child_timers} timer, {shape.child_updates} update.",
             "",
@@ -238,6 +248,9 @@ def render(m: dict[str, Any]) -> tuple[str, dict[str, float]]:
                 for step in sorted({k for c in m["calls"] for k in c})
             )
             + f"; total {summary([sum(c.values()) for c in m['calls']])['median']:.0f}.",
+            "",
+            "Activities per request in the last run's sample: "
+            f"{activity_spread(m['parent_counts'])}; the bare workflow: {shape.activities}.",
             "",
             "One request's histories against the bare ones (same counts of the things that must match):",
             "",
