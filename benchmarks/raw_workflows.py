@@ -89,7 +89,8 @@ class Shape:
     @classmethod
     def typical(cls, shapes: Sequence[Shape]) -> Shape:
         """The usual life among several: the most common order of waits and, among the shapes with it,
-        the median of every count (the lower one of an even sample: never a heavier bare than real).
+        the median of every count (the lower one of an even sample). Medians taken segment by segment
+        can add up to one activity more or less than the median life: the section prints both.
         One recorded life is not enough: the projection pump folds changes together as timing allows,
         so two lifecycles of the same path differ by a few projection activities (11 to 14 seen)."""
         waits = Counter(tuple(s.waits) for s in shapes).most_common(1)[0][0]
