@@ -141,10 +141,9 @@ async def measure(stack: Stack, raw_worker: RawWorker) -> dict[str, Any]:
     _, _, traces = await api_run(stack, CALIBRATION, seed=0)
     recorded = [Shape.of_histories(*await histories(client, t.request_id)) for t in traces if t.request_id]
     shape = Shape.typical(recorded)
-    say(f"lifecycle shape: {shape} (activities in the sample: {sorted(s.activities for s in recorded)})")
-    await raw_run(raw_client, shape, 2)
-    await api_run(stack, min(n, 8), seed=1)  # warm-up
-    await raw_run(raw_client, shape, min(n, 8))
+    calibration = sorted(s.activities for s in recorded)
+    say(f"lifecycle shape: {shape} (activities in the sample: {calibration})")
+    await raw_run(raw_client, shape, min(n, 8))  # warm-up; the calibration warmed the API path
 
     assert raw_worker.process is not None
     roles = stack_processes(stack, {"raw worker": raw_worker.process.pid})
@@ -186,7 +185,7 @@ async def measure(stack: Stack, raw_worker: RawWorker) -> dict[str, Any]:
         "runs": runs,
         "n": n,
         "shape": shape,
-        "calibration": sorted(s.activities for s in recorded),
+        "calibration": calibration,
         "rates": rates,
         "durations": durations,
         "cpu": cpu_table(meters, {"API": n * runs, "raw": n * runs}, "lifecycle")

@@ -37,7 +37,7 @@ def test_the_most_common_order_of_waits_wins_and_only_its_shapes_count() -> None
         ]
     )
     assert typical.waits == WAITS
-    assert typical.segments == [4, 4, 2, 2, 1]  # the lower median of an even sample: never heavier
+    assert typical.segments == [4, 4, 2, 2, 1]  # the lower median of an even sample
 
 
 def test_one_shape_is_its_own_typical() -> None:
