@@ -20,10 +20,10 @@ from taflow.db.candidates import (
     activities_by_id,
     activity_candidates,
     engine_of,
-    reading,
     request_candidates,
     requests_by_id,
 )
+from taflow.db.prepared import pooled
 from taflow.db.term_stats import corpus_stats
 from taflow.dedup.engine import CatalogueItem, Decision, Need, PriorOutcome, Relation, decide
 from taflow.dedup.engine import Settings as EngineSettings
@@ -138,23 +138,25 @@ async def run_dedup_check(engine: AsyncEngine, inp: DedupCheckInput, window_days
     """Retrieve by index, add the canonical targets of folded duplicates, let the engine decide.
 
     The three retrievals are independent, so they run at once, each on its own connection: a check
-    waits for the slowest of them, not for their sum.
+    waits for the slowest of them, not for their sum. Every read is one prepared statement on a
+    connection straight from the pool (`pooled`): no BEGIN and ROLLBACK around it, no SQLAlchemy
+    Connection, no snapshot shared between reads (none is needed).
     """
     need = need_of(inp)
     own = analyze(f"{need.title}\n{need.description}")
-    async with reading(engine) as session:
-        own_stats = await corpus_stats(session, own)
+    async with pooled(engine) as connection:
+        own_stats = await corpus_stats(connection, own)
     # ask the index for the request's rarest terms: selective, and what a duplicate shares
     terms = sorted({t for t in own if own_stats.doc_freq.get(t, 0) > 0}, key=lambda t: own_stats.doc_freq[t])
     dismissed = set(inp.dismissed)
     window = NeedWindow(need.id, need.member_state, need.desired_start, need.desired_end, need.submitted_at)
 
     async def requests_in(scope: RequestScope) -> list[RequestCandidate]:
-        async with reading(engine) as s:
+        async with pooled(engine) as s:
             return await request_candidates(s, window, terms, window_days, scope)
 
     async def activities_in() -> list[ActivityCandidate]:
-        async with reading(engine) as s:
+        async with pooled(engine) as s:
             return await activity_candidates(
                 s,
                 member_state=need.member_state,
@@ -171,17 +173,17 @@ async def run_dedup_check(engine: AsyncEngine, inp: DedupCheckInput, window_days
     targets = (
         {r.duplicate_of for r in requests.values() if r.duplicate_of} - requests.keys() - activities.keys()
     )
-    async with reading(engine) as session:
-        for r in await requests_by_id(session, sorted(targets)):
+    async with pooled(engine) as connection:
+        for r in await requests_by_id(connection, sorted(targets)):
             requests.setdefault(r.id, r)
-        for a in await activities_by_id(session, sorted(targets - requests.keys())):
+        for a in await activities_by_id(connection, sorted(targets - requests.keys())):
             activities.setdefault(a.id, a)
         known: set[str] = set()
         for r in requests.values():
             known.update(r.search_text.split())
         for a in activities.values():
             known.update(a.search_text.split())
-        stats = await corpus_stats(session, known - set(own))
+        stats = await corpus_stats(connection, known - set(own))
     stats.doc_freq.update(own_stats.doc_freq)
     decision = decide(
         need,

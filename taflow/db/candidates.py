@@ -8,14 +8,14 @@ only what comes back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Date,
     DateTime,
     Integer,
@@ -30,12 +30,11 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import TSQUERY
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.dialects.postgresql import ARRAY, TSQUERY
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taflow.db.models import CatalogueActivityRow, RequestRow, desired_period
-from taflow.db.prepared import Prepared
-from taflow.db.session import autocommit
+from taflow.db.prepared import Prepared, StatementConnection
 from taflow.domain.enums import TERMINAL_STAGES, Stage
 
 MAX_QUERY_TERMS = 8
@@ -46,15 +45,6 @@ PER_QUERY_LIMIT = 20
 OPEN_STAGES = [s.value for s in Stage if s not in TERMINAL_STAGES]
 OPEN_PREDICATE = RequestRow.stage.in_([literal_column(f"'{s}'") for s in OPEN_STAGES])
 """Constants in the SQL (not bind parameters), so the planner can match the partial index."""
-
-
-@asynccontextmanager
-async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection for a check's reads: autocommit, so no BEGIN and ROLLBACK round trips around each
-    statement (each read is one statement and needs no snapshot shared with another), and no ORM
-    session: the statements are Core and the rows plain tuples."""
-    async with autocommit(engine).connect() as connection:
-        yield connection
 
 
 def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
@@ -237,7 +227,11 @@ def request_query(
 
 
 async def request_candidates(
-    connection: AsyncConnection, need: NeedWindow, terms: Sequence[str], window_days: int, scope: RequestScope
+    connection: StatementConnection,
+    need: NeedWindow,
+    terms: Sequence[str],
+    window_days: int,
+    scope: RequestScope,
 ) -> list[RequestCandidate]:
     if not tsquery(terms):
         return []  # nothing stored shares a single term with this request
@@ -245,12 +239,18 @@ async def request_candidates(
     return [_as_request(row) for row in await stmt.fetch(connection, values)]
 
 
-async def requests_by_id(connection: AsyncConnection, ids: Sequence[str]) -> list[RequestCandidate]:
+def _ids() -> BindParameter[Any]:
+    return bindparam("ids", type_=ARRAY(String))
+
+
+REQUESTS_BY_ID = Prepared.of(_request_columns().where(RequestRow.id == any_(_ids())))
+
+
+async def requests_by_id(connection: StatementConnection, ids: Sequence[str]) -> list[RequestCandidate]:
     """Canonical targets of retrieved duplicates, so a duplicate always resolves to its original."""
     if not ids:
         return []
-    rows = (await connection.execute(_request_columns().where(RequestRow.id.in_(list(ids))))).all()
-    return [_as_request(r._mapping) for r in rows]
+    return [_as_request(r) for r in await REQUESTS_BY_ID.fetch(connection, {"ids": list(ids)})]
 
 
 def _activity_columns() -> Select[*tuple[Any, ...]]:
@@ -294,7 +294,7 @@ ACTIVITY_QUERY = Prepared.of(_ranked_activities())
 
 
 async def activity_candidates(
-    connection: AsyncConnection,
+    connection: StatementConnection,
     *,
     member_state: str,
     terms: Sequence[str],
@@ -316,8 +316,10 @@ async def activity_candidates(
     return [_as_activity(r) for r in await ACTIVITY_QUERY.fetch(connection, values)]
 
 
-async def activities_by_id(connection: AsyncConnection, ids: Sequence[str]) -> list[ActivityCandidate]:
+ACTIVITIES_BY_ID = Prepared.of(_activity_columns().where(CatalogueActivityRow.id == any_(_ids())))
+
+
+async def activities_by_id(connection: StatementConnection, ids: Sequence[str]) -> list[ActivityCandidate]:
     if not ids:
         return []
-    stmt = _activity_columns().where(CatalogueActivityRow.id.in_(list(ids)))
-    return [_as_activity(r._mapping) for r in (await connection.execute(stmt)).all()]
+    return [_as_activity(r) for r in await ACTIVITIES_BY_ID.fetch(connection, {"ids": list(ids)})]

@@ -31,6 +31,10 @@ class Pooled:
     pool: Pool
 
 
+StatementConnection = AsyncConnection | Pooled
+"""What a Prepared statement runs on: a SQLAlchemy connection, or one straight from the pool."""
+
+
 @asynccontextmanager
 async def pooled(engine: AsyncEngine) -> AsyncIterator[Pooled]:
     """A pooled connection for Prepared statements alone, without SQLAlchemy's Connection around it
@@ -60,7 +64,7 @@ class Prepared:
         return cls(str(compiled), tuple(compiled.positiontup or ()), constants)
 
     async def fetch(
-        self, connection: AsyncConnection | Pooled, values: Mapping[str, Any]
+        self, connection: StatementConnection, values: Mapping[str, Any]
     ) -> list[Mapping[str, Any]]:
         """The rows (asyncpg Records: by column name, not attribute). On a connection inside a
         SQLAlchemy transaction that has not sent its BEGIN yet, the statement commits by itself."""

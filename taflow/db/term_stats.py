@@ -11,10 +11,10 @@ from collections.abc import Iterable
 
 from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taflow.db.models import DedupTermRow
-from taflow.db.prepared import Prepared
+from taflow.db.prepared import Prepared, StatementConnection
 from taflow.dedup.engine import CorpusStats
 
 DOCUMENTS = "#documents"
@@ -52,7 +52,7 @@ DOC_FREQS = Prepared.of(
 )
 
 
-async def corpus_stats(connection: AsyncConnection, terms: Iterable[str]) -> CorpusStats:
+async def corpus_stats(connection: StatementConnection, terms: Iterable[str]) -> CorpusStats:
     """The document frequencies of just the terms a check needs."""
     wanted = sorted(set(terms) | {DOCUMENTS})
     rows = await DOC_FREQS.fetch(connection, {"terms": wanted})
