@@ -91,9 +91,7 @@ class Prepared:
         return rows
 
 
-async def _discard(
-    connection: AsyncConnection | Pooled, raw: PoolProxiedConnection, exc: BaseException
-) -> None:
+async def _discard(connection: StatementConnection, raw: PoolProxiedConnection, exc: BaseException) -> None:
     """Close the connection and keep it out of the pool."""
     if isinstance(connection, Pooled):
         await greenlet_spawn(raw.invalidate, exc)

@@ -30,7 +30,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taflow import authz
 from taflow.authz import Action, Reach
@@ -41,7 +41,7 @@ from taflow.db.models import (
     RequestRow,
     SubmissionRow,
 )
-from taflow.db.prepared import Pooled, Prepared
+from taflow.db.prepared import Prepared, StatementConnection
 from taflow.domain.enums import TERMINAL_STAGES, Role
 from taflow.domain.models import Actor
 
@@ -168,9 +168,7 @@ def _document() -> Prepared:
 REQUEST_DOCUMENT = _document()
 
 
-async def get_request_document(
-    connection: AsyncConnection | Pooled, request_id: str
-) -> RequestDocument | None:
+async def get_request_document(connection: StatementConnection, request_id: str) -> RequestDocument | None:
     """One request for `GET /v1/requests/{id}`: one statement, one round trip, no transaction."""
     rows = await REQUEST_DOCUMENT.fetch(connection, {"id": request_id})
     if not rows:
@@ -334,7 +332,7 @@ LOCATE_SUBMISSION = Prepared.of(
 
 
 async def locate(
-    connection: AsyncConnection | Pooled, request_id: str, four_eyes: Collection[str] = ()
+    connection: StatementConnection, request_id: str, four_eyes: Collection[str] = ()
 ) -> Located | None:
     """The request a decision is about; `four_eyes`: the kinds of events whose actors it bars."""
     rows = await LOCATE_REQUEST.fetch(connection, {"id": request_id, "kinds": list(four_eyes)})

@@ -10,10 +10,10 @@ from contextlib import AbstractAsyncContextManager
 import asyncpg
 import pytest
 from sqlalchemy import Float, Integer, String, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taflow.api.problems import ASYNCPG_UNREACHABLE
-from taflow.db.prepared import Pooled, Prepared, pooled
+from taflow.db.prepared import Pooled, Prepared, StatementConnection, pooled
 from taflow.db.session import autocommit, make_engine
 
 PLUS_ONE = Prepared.of(select((bindparam("n", type_=Integer) + 1).label("m")))
@@ -21,13 +21,13 @@ SLEEP = Prepared.of(select(func.pg_sleep(bindparam("s", type_=Float))))
 TIMEOUT = Prepared.of(select(func.set_config("statement_timeout", bindparam("t", type_=String), False)))
 
 
-async def backend_pid(connection: AsyncConnection | Pooled) -> int:
+async def backend_pid(connection: StatementConnection) -> int:
     raw = connection.raw if isinstance(connection, Pooled) else await connection.get_raw_connection()
     pid: int = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
     return pid
 
 
-def connecting(engine: AsyncEngine, how: str) -> AbstractAsyncContextManager[AsyncConnection | Pooled]:
+def connecting(engine: AsyncEngine, how: str) -> AbstractAsyncContextManager[StatementConnection]:
     """SQLAlchemy's Connection, or the bare pooled connection the submission route uses."""
     return engine.connect() if how == "connection" else pooled(engine)
 
