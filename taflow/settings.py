@@ -39,10 +39,11 @@ class Settings(BaseSettings):
     api_db_pre_ping: bool = False
     """Test every pooled connection with a round trip before the API uses it. Off: a connection that a
     PostgreSQL restart dropped fails its one call with 503 (Retry-After) and the pool is renewed."""
-    api_db_pool_size: int = Field(20, ge=1)
-    """Connections the API keeps open in all (20 more open for bursts and close again), shared out
-    among its `api_workers` processes (taflow.api.app.api_pool_share). Keep it at or above the calls
-    the API serves at once: a connection opened per call costs more than the call."""
+    api_db_pool_size: int = Field(40, ge=1)
+    """Connections the API keeps open at most, shared out among its `api_workers` processes
+    (taflow.api.app.api_pool_share): each opens them as calls need them and keeps them. Keep it at or
+    above the database calls the API makes at once: a call that finds none free waits until one is
+    returned."""
     auth_cache_seconds: float = 5.0
     """How long the API trusts an API key it has looked up (per process); a revocation takes effect
     within this time. 0: look every key up on every call."""

@@ -22,7 +22,7 @@ from taflow.activities.matching import MatchingActivities
 from taflow.activities.notify import NotifyActivities
 from taflow.activities.projection import ProjectionActivities
 from taflow.activities.webhooks import WebhookActivities, start_dispatcher
-from taflow.db.session import make_engine, make_sessionmaker
+from taflow.db.session import make_server_engine, make_sessionmaker
 from taflow.observability.worker import LogContextInterceptor, prepare_worker_process
 from taflow.settings import Settings, get_settings, resolve_database_url
 from taflow.temporal import connect
@@ -30,6 +30,9 @@ from taflow.workflows.invitation import ExpertInvitationWorkflow
 from taflow.workflows.outbox import OutboxDispatcherWorkflow, WebhookDeliveryWorkflow
 from taflow.workflows.request import TARequestWorkflow
 
+DB_CONNECTIONS = 30
+"""Connections the worker keeps open at most (opened as activities need them, then kept): within the
+embedded PostgreSQL's 100 beside the API's 41 (taflow.api.app.api_pool_share)."""
 WORKFLOWS = [TARequestWorkflow, ExpertInvitationWorkflow, OutboxDispatcherWorkflow, WebhookDeliveryWorkflow]
 log = structlog.get_logger()
 
@@ -123,7 +126,7 @@ async def run(settings: Settings) -> None:
     runtime = prepare_worker_process(settings)  # JSON logs, traces, /metrics (SDK + business)
     # No pre-ping (three round trips per checkout): an activity whose pooled connection a PostgreSQL
     # restart dropped fails once, SQLAlchemy renews the pool and Temporal retries the activity.
-    engine = make_engine(resolve_database_url(settings), pre_ping=False)
+    engine = make_server_engine(resolve_database_url(settings), connections=DB_CONNECTIONS, pre_ping=False)
     client = await connect(settings, runtime=runtime)
     worker = build_worker(client, make_sessionmaker(engine), settings.task_queue, settings)
     await start_dispatcher(client, settings.task_queue, settings)  # webhooks: one dispatcher per queue

@@ -24,10 +24,9 @@ from taflow.api.idempotency import IdempotencyMiddleware
 from taflow.api.problems import BodyLimitMiddleware, install_problem_handlers, problems_to_media_type
 from taflow.api.routes import health, inbox, invitations, requests, webhooks
 from taflow.db.session import (
-    MAX_OVERFLOW,
     autocommit,
     make_autocommit_sessionmaker,
-    make_engine,
+    make_server_engine,
     make_sessionmaker,
 )
 from taflow.observability.api import install_observability
@@ -50,19 +49,18 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def api_pool_share(settings: Settings) -> tuple[int, int]:
-    """This process's share of the API's connection budget: (pool size, burst connections).
+def api_pool_share(settings: Settings) -> int:
+    """This process's share of the API's connection budget.
 
-    The API as a whole keeps `api_db_pool_size` connections (default 20) and opens up to MAX_OVERFLOW
-    (20) more in bursts, however many processes serve it: each of its `api_workers` processes takes
-    its part (rounded up), plus one connection of its own that LISTENs for request changes. At one
-    process (the default) that is the pool it always had (20 + 20 + 1); at two, 10 + 10 + 1
-    each, 42 in all. With the worker's 30 (pool 10 + 20 in bursts) the stack needs at most 72 of the
-    embedded PostgreSQL's `max_connections` of 100, which leaves 28 for migrations, the CLI, psql and
-    tests. Each further process adds only its LISTEN connection (and the rounding up).
+    The API as a whole keeps at most `api_db_pool_size` connections (default 40), opened as calls need
+    them and then kept (taflow.db.session.make_server_engine), however many processes serve it: each
+    of its `api_workers` processes takes its part (rounded up), plus one connection of its own that
+    LISTENs for request changes. At one process (the default) that is 40 + 1; at two, 20 + 1 each, 42
+    in all. With the worker's 30 the stack needs at most 72 of the embedded PostgreSQL's
+    `max_connections` of 100, which leaves 28 for migrations, the CLI, psql and tests. Each further
+    process adds only its LISTEN connection (and the rounding up).
     """
-    workers = settings.api_workers
-    return -(-settings.api_db_pool_size // workers), -(-MAX_OVERFLOW // workers)
+    return -(-settings.api_db_pool_size // settings.api_workers)
 
 
 def create_app(
@@ -73,14 +71,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
-        pool_size, max_overflow = api_pool_share(settings)
         eng = (
             engine
             if engine is not None
-            else make_engine(
+            else make_server_engine(
                 resolve_database_url(settings),
-                pool_size=pool_size,
-                max_overflow=max_overflow,
+                connections=api_pool_share(settings),
                 pre_ping=settings.api_db_pre_ping,
             )
         )

@@ -21,7 +21,8 @@ def libpq_url(url: str) -> str:
 
 
 MAX_OVERFLOW = 20
-"""Connections an engine opens beyond its pool in a burst (closed again when returned)."""
+"""Connections a short-lived engine (CLI, tools) opens beyond its pool in a burst, closed again when
+returned. The API and the worker keep theirs instead (`make_server_engine`)."""
 
 
 def make_engine(
@@ -31,6 +32,17 @@ def make_engine(
     ROLLBACK). Without it, the first use of a connection a PostgreSQL restart dropped fails, and
     SQLAlchemy then discards every pooled connection made before the failure."""
     return create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping)
+
+
+def make_server_engine(url: str, *, connections: int, pre_ping: bool) -> AsyncEngine:
+    """For a long-running process (the API, the worker): at most `connections` open, each opened when
+    a call needs it and then kept, never closed on return as a pool's burst connections are.
+
+    PostgreSQL starts a process for every connection; under bursty load a pool that closes its
+    overflow opens them again and again. With 20 kept and 20 for bursts, 1,500 submissions at 48 in
+    flight opened 173 connections (benchmark figure 1), and its rate rose from 0.80 to 0.86 of raw when
+    none were closed."""
+    return make_engine(url, pool_size=connections, max_overflow=0, pre_ping=pre_ping)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

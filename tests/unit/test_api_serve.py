@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from taflow.api.app import api_pool_share
-from taflow.db.session import MAX_OVERFLOW
 from taflow.observability.multiprocess import MULTIPROCESS_DIR_ENV, multiprocess_dir
 from taflow.settings import Settings
+from taflow.worker import DB_CONNECTIONS
 
 
 def test_a_directory_of_its_own_is_made_named_and_removed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,15 +46,19 @@ def test_a_given_directory_is_made_if_missing(tmp_path: Path, monkeypatch: pytes
 
 @pytest.mark.parametrize(
     ("workers", "pool", "expected"),
-    [(1, 20, (20, MAX_OVERFLOW)), (2, 20, (10, 10)), (3, 20, (7, 7)), (2, 5, (3, 10)), (1, 5, (5, 20))],
+    [(1, 40, 40), (2, 40, 20), (3, 40, 14), (2, 5, 3), (1, 5, 5)],
 )
 def test_the_api_shares_one_connection_budget_among_its_processes(
-    workers: int, pool: int, expected: tuple[int, int]
+    workers: int, pool: int, expected: int
 ) -> None:
     settings = Settings(api_workers=workers, api_db_pool_size=pool)
     assert api_pool_share(settings) == expected
-    size, burst = expected
-    assert workers * (size + burst + 1) <= pool + MAX_OVERFLOW + 3 * workers  # + LISTEN + rounding
+    assert workers * (expected + 1) <= pool + 2 * workers  # + LISTEN + rounding up
+
+
+def test_the_stack_fits_the_embedded_postgresqls_connections_with_room_to_spare() -> None:
+    api = api_pool_share(Settings()) + 1  # + its LISTEN connection
+    assert api + DB_CONNECTIONS <= 100 - 25  # max_connections, less room for migrations, CLI, psql, tests
 
 
 def test_one_process_by_default() -> None:
