@@ -133,7 +133,9 @@ def machine() -> list[tuple[str, str]]:
 
         postgres = _sh([str(POSTGRES_BIN_PATH / "postgres"), "--version"])
     commit = _sh(["git", "rev-parse", "--short", "HEAD"])
-    dirty = " (with uncommitted changes)" if _sh(["git", "status", "--porcelain"]) else ""
+    # the results file itself is rewritten by every run: it says nothing about the code measured
+    changed = _sh(["git", "status", "--porcelain", "--", ".", ":(exclude)benchmarks/RESULTS.md"])
+    dirty = " (with uncommitted changes)" if changed else ""
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         ("date", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
