@@ -177,6 +177,32 @@ async def get_request_document(connection: StatementConnection, request_id: str)
     return RequestDocument(r["member_state"], r["expert_id"], r["waiting_on"], r["state"], r["timeline"])
 
 
+@dataclass(frozen=True)
+class RequestVersion:
+    """What a conditional read needs first: who may see the request, and its version (the ETag)."""
+
+    member_state: str
+    expert_id: str | None
+    version: int
+
+
+REQUEST_VERSION = Prepared.of(
+    select(RequestRow.member_state, RequestRow.expert_id, RequestRow.version).where(
+        RequestRow.id == bindparam("id")
+    )
+)
+
+
+async def get_request_version(connection: StatementConnection, request_id: str) -> RequestVersion | None:
+    """The request's read-model version without its document: an unchanged conditional `GET` answers
+    304 from this, without the timeline's aggregation and the state's validation."""
+    rows = await REQUEST_VERSION.fetch(connection, {"id": request_id})
+    if not rows:
+        return None
+    r = rows[0]
+    return RequestVersion(r["member_state"], r["expert_id"], r["version"])
+
+
 async def list_requests(
     session: AsyncSession,
     scope: Scope,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taflow.api.changes import RECHECK_SECONDS, etag_matches, requested_wait
@@ -34,6 +35,20 @@ async def test_answers_carry_the_version_as_etag_and_unchanged_is_304(
     assert same.status_code == 304 and same.headers["etag"] == '"3"' and same.content == b""
     older = await api.get(f"/v1/requests/{rid}", headers=asec | {"If-None-Match": '"2"'})
     assert older.status_code == 200 and older.json()["version"] == 3
+
+
+async def test_an_unchanged_conditional_read_answers_from_the_version_alone(
+    api: httpx.AsyncClient, auth: Auth, sessionmaker: SM
+) -> None:
+    """A 304 never reads the document: here the stored state could not even be read as a request."""
+    rid = await put_request(sessionmaker, member_state="KH", version=4)
+    async with sessionmaker() as session:
+        await session.execute(text("UPDATE requests SET state = '{}'::jsonb WHERE id = :id"), {"id": rid})
+        await session.commit()
+    same = await api.get(f"/v1/requests/{rid}", headers=auth("KH/requester") | {"If-None-Match": '"4"'})
+    assert same.status_code == 304 and same.headers["etag"] == '"4"'
+    foreign = await api.get(f"/v1/requests/{rid}", headers=auth("LA/requester") | {"If-None-Match": '"4"'})
+    assert_problem(foreign, 404, "not-found")  # the version is no one else's business
 
 
 async def test_a_waiting_read_answers_as_soon_as_the_request_changes(
