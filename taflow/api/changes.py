@@ -36,6 +36,11 @@ def requested_wait(prefer: str | None) -> float:
     return min(float(found.group(1)), MAX_WAIT_SECONDS) if found else 0.0
 
 
+def etag_of(version: int) -> str:
+    """A request's ETag: its read-model version, quoted."""
+    return f'"{version}"'
+
+
 def etag_matches(if_none_match: str, etag: str) -> bool:
     """Whether `If-None-Match` names `etag` (weak comparison, a list, or `*`; RFC 9110 section 13.1.2)."""
     tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}

@@ -16,7 +16,7 @@ from temporalio.client import Client
 
 from taflow import authz
 from taflow.api.auth import Caller, allow
-from taflow.api.changes import MAX_WAIT_SECONDS, RECHECK_SECONDS, etag_matches, requested_wait
+from taflow.api.changes import MAX_WAIT_SECONDS, RECHECK_SECONDS, etag_matches, etag_of, requested_wait
 from taflow.api.deps import ChangesDep, ClientDep, SessionDep
 from taflow.api.idempotency import IDEMPOTENT, REPLAYED, IdempotencyKey, replayed_response, replayed_status
 from taflow.api.problems import ProblemError, field_errors, problem_responses
@@ -199,10 +199,12 @@ async def get_one(
     async with changes.watching(request_id) as changed:
         while True:
             changed.clear()  # what is written after this read wakes the wait below
-            etag = None if if_none_match is None else await _row_etag(database, request_id, scope)
-            if if_none_match is None or etag is None or not etag_matches(if_none_match, etag):
+            etag = None
+            if if_none_match is not None:
+                etag = await _unchanged(database, request_id, scope, if_none_match)
+            if etag is None:  # changed, asked unconditionally, or not in the read model yet
                 view = await _current(database, session, client, request_id, scope)
-                etag = f'"{view.version}"'
+                etag = etag_of(view.version)
                 if if_none_match is None or not etag_matches(if_none_match, etag):
                     # Serialised here: FastAPI would validate the view it was just given once more first.
                     body = view.model_dump_json(by_alias=True)
@@ -215,16 +217,17 @@ async def get_one(
                 await asyncio.wait_for(changed.wait(), min(left, RECHECK_SECONDS))
 
 
-async def _row_etag(database: AsyncEngine, request_id: str, scope: Scope) -> str | None:
-    """The ETag of the request's read-model row, None while it has none. A conditional read whose
-    version is unchanged answers from this small read alone (a partner's poll, a wait's first look)."""
+async def _unchanged(database: AsyncEngine, request_id: str, scope: Scope, if_none_match: str) -> str | None:
+    """The ETag `If-None-Match` names when the read-model row is still at it, else None. An unchanged
+    conditional read answers from this small read alone (a partner's poll, a wait's first look)."""
     async with pooled(database) as connection:
         row = await get_request_version(connection, request_id)
     if row is None:
         return None
     if not scope.allows(row.member_state, row.expert_id):
         raise _not_found(request_id)
-    return f'"{row.version}"'
+    etag = etag_of(row.version)
+    return etag if etag_matches(if_none_match, etag) else None
 
 
 async def _current(
