@@ -329,6 +329,8 @@ class Driver:
         satisfied `pred`: the request as read, or that answer."""
         pause = self.poll_s
         if answer is not None:
+            # the documented ETag of that version (`"<version>"`): the driver, like a partner system,
+            # knows the HTTP contract only and imports nothing of the API's
             self._etags[rid] = f'"{answer["version"]}"'
             view: dict[str, Any] | None = answer
         else:
