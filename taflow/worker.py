@@ -32,7 +32,8 @@ from taflow.workflows.request import TARequestWorkflow
 
 DB_CONNECTIONS = 30
 """Connections the worker keeps open at most (opened as activities need them, then kept): within the
-embedded PostgreSQL's 100 beside the API's 41 (taflow.api.app.api_pool_share)."""
+embedded PostgreSQL's 100 beside the API's `api_db_pool_size` and its LISTEN connection
+(taflow.api.app.api_pool_share)."""
 WORKFLOWS = [TARequestWorkflow, ExpertInvitationWorkflow, OutboxDispatcherWorkflow, WebhookDeliveryWorkflow]
 log = structlog.get_logger()
 

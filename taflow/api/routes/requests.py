@@ -196,11 +196,12 @@ async def get_one(
     database: AsyncEngine = request.app.state.autocommit_engine
     wait = requested_wait(prefer) if if_none_match else 0.0
     deadline = time.monotonic() + wait
+    announced = False  # a write to this request woke the wait: its version has moved, read the document
     async with changes.watching(request_id) as changed:
         while True:
             changed.clear()  # what is written after this read wakes the wait below
             etag = None
-            if if_none_match is not None:
+            if if_none_match is not None and not announced:
                 etag = await _unchanged(database, request_id, scope, if_none_match)
             if etag is None:  # changed, asked unconditionally, or not in the read model yet
                 view = await _current(database, session, client, request_id, scope)
@@ -215,6 +216,7 @@ async def get_one(
                 return Response(status_code=304, headers=headers)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(left, RECHECK_SECONDS))
+            announced = changed.is_set()
 
 
 async def _unchanged(database: AsyncEngine, request_id: str, scope: Scope, if_none_match: str) -> str | None:
