@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.abc
 import importlib.machinery
@@ -24,6 +23,7 @@ from taflow.activities.projection import ProjectionActivities
 from taflow.activities.webhooks import WebhookActivities, start_dispatcher
 from taflow.db.session import make_server_engine, make_sessionmaker
 from taflow.observability.worker import LogContextInterceptor, prepare_worker_process
+from taflow.process import freeze_startup_heap, run_event_loop
 from taflow.settings import Settings, get_settings, resolve_database_url
 from taflow.temporal import connect
 from taflow.workflows.invitation import ExpertInvitationWorkflow
@@ -131,6 +131,7 @@ async def run(settings: Settings) -> None:
     client = await connect(settings, runtime=runtime)
     worker = build_worker(client, make_sessionmaker(engine), settings.task_queue, settings)
     await start_dispatcher(client, settings.task_queue, settings)  # webhooks: one dispatcher per queue
+    freeze_startup_heap()
     log.info("worker started", task_queue=settings.task_queue)
     try:
         await worker.run()
@@ -140,7 +141,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C from the dev stack: the worker shuts down cleanly
-        asyncio.run(run(get_settings()))
+        run_event_loop(run(get_settings()))
 
 
 if __name__ == "__main__":
