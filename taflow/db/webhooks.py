@@ -291,17 +291,22 @@ async def fan_out(session: AsyncSession, *, batch: int, now: datetime) -> int:
 
     Rows are locked with SKIP LOCKED, so two dispatchers never take the same one. The caller commits.
     """
-    rows = list(
-        (
-            await session.execute(
-                select(OutboxRow)
-                .where(OutboxRow.delivered_at.is_(None))
-                .order_by(OutboxRow.id)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
+    # The columns the audience needs, as plain rows: no ORM objects (nor payloads) for rows only marked.
+    rows = (
+        await session.execute(
+            select(
+                OutboxRow.id,
+                OutboxRow.request_id,
+                OutboxRow.event_type,
+                OutboxRow.audience,
+                OutboxRow.created_at,
             )
-        ).scalars()
-    )
+            .where(OutboxRow.delivered_at.is_(None))
+            .order_by(OutboxRow.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
     if not rows:
         return 0
     request_ids = sorted({r.request_id for r in rows})
