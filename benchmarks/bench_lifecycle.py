@@ -47,6 +47,7 @@ from benchmarks.support import (
 )
 from taflow.drills.driver import Driver, Load, Trace
 from taflow.drills.stack import Stack
+from taflow.process import run_event_loop
 from taflow.temporal import DATA_CONVERTER, invitation_workflow_id, workflow_id
 
 FIGURE = 2
@@ -282,7 +283,7 @@ def run() -> dict[str, Any]:
         raw_worker = RawWorker(stack.temporal_address, RAW_QUEUE, stack.root / "raw-worker.log")
         raw_worker.start()
         try:
-            measured = asyncio.run(measure(stack, raw_worker))
+            measured = run_event_loop(measure(stack, raw_worker))
         finally:
             raw_worker.stop()
     md, figures = render(measured)

@@ -58,6 +58,7 @@ from taflow.domain.enums import MemberState, Role
 from taflow.domain.models import Actor, NewRequest, RequestDraft
 from taflow.drills.driver import MEMBER_STATES, random_draft
 from taflow.drills.stack import Stack
+from taflow.process import run_event_loop
 from taflow.temporal import DATA_CONVERTER
 
 FIGURE = 1
@@ -302,7 +303,7 @@ def render(m: dict[str, Any]) -> tuple[str, dict[str, float]]:
 def run() -> dict[str, Any]:
     with bench_stack() as stack:
         stack.kill_worker()  # the front door alone: nothing executes the started workflows
-        measured = asyncio.run(measure(stack))
+        measured = run_event_loop(measure(stack))
     md, figures = render(measured)
     return {"title": TITLE, "markdown": md, "figures": figures}
 

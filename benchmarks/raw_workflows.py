@@ -233,6 +233,8 @@ async def drive_bare(client: Client, workflow_id: str, shape: Shape, task_queue:
 
 
 async def _serve(address: str, task_queue: str) -> None:
+    from taflow.process import freeze_startup_heap  # not at the top: the sandbox re-runs that per workflow
+
     client = await Client.connect(address)
     worker = Worker(
         client,
@@ -240,6 +242,7 @@ async def _serve(address: str, task_queue: str) -> None:
         workflows=[TrivialWorkflow, BareLifecycle, BareChild],
         activities=[noop],
     )
+    freeze_startup_heap()
     await worker.run()
 
 
@@ -248,8 +251,10 @@ def main() -> None:
     p.add_argument("--address", required=True)
     p.add_argument("--task-queue", required=True)
     args = p.parse_args()
+    from taflow.process import run_event_loop  # the same loop as our worker's: a like-for-like ceiling
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.address, args.task_queue))
+        run_event_loop(_serve(args.address, args.task_queue))
 
 
 if __name__ == "__main__":
