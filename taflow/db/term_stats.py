@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from sqlalchemy import String, any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import Integer, String, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taflow.db.models import DedupTermRow
@@ -34,15 +34,20 @@ async def restate(session: AsyncSession, changes: Iterable[tuple[str | None, str
         delta.update({t: 1 for t in after - before})
         delta.update({t: -1 for t in before - after})
         delta[DOCUMENTS] += (new is not None) - (old is not None)
-    rows = [{"term": t, "df": n} for t, n in sorted(delta.items()) if n]
-    if not rows:
+    changed = [(t, n) for t, n in sorted(delta.items()) if n]  # in term order: concurrent writers lock alike
+    if not changed:
         return
-    stmt = insert(DedupTermRow).values(rows)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[DedupTermRow.term], set_={"df": DedupTermRow.df + stmt.excluded.df}
-        )
-    )
+    terms, dfs = zip(*changed, strict=True)
+    await session.execute(RESTATE, {"terms": list(terms), "dfs": list(dfs)})
+
+
+RESTATE = text(
+    "INSERT INTO dedup_terms (term, df) "
+    "SELECT term, df FROM unnest(CAST(:terms AS varchar[]), CAST(:dfs AS integer[])) AS d(term, df) "
+    "ON CONFLICT (term) DO UPDATE SET df = dedup_terms.df + excluded.df"
+).bindparams(bindparam("terms", type_=ARRAY(String)), bindparam("dfs", type_=ARRAY(Integer)))
+"""One statement whatever the number of terms: compiled and prepared once, where a multi-row VALUES
+was compiled again for every new row count (about 4% of the worker's busy time in lifecycles)."""
 
 
 DOC_FREQS = Prepared.of(
